@@ -1,0 +1,1 @@
+"""Framework adapters for vaultdb (imported as ``vaultdb.integrations``)."""

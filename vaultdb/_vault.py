@@ -1,0 +1,427 @@
+"""The one place that talks to Vault: hvac calls, timeouts, error classification, retries.
+
+Every method turns hvac and ``requests`` exceptions into :mod:`vaultdb.errors` with a hint
+that names what to check. Idempotent calls (login, renew, revoke, lookups) get a few quick
+retries with jittered exponential backoff (tenacity) when Vault is unreachable or answers
+5xx/429. A ``database/creds`` read is retried only when the request surely never reached Vault
+(connection refused): after a timeout it may have created a lease, so the caller decides.
+
+hvac's client is not thread-safe; the provider serialises calls with a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import hvac
+import hvac.exceptions
+import requests
+import tenacity
+
+from . import errors
+from .auth import AuthMethod, TokenAuth
+
+__all__ = ["DynamicSecret", "LoginResult", "StaticSecret", "VaultClient", "VaultSettings"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """How to reach Vault. Fields left ``None`` are filled from ``VAULT_*`` / ``BAO_*``."""
+
+    addr: str
+    namespace: str | None = None
+    #: ``True``, ``False`` (VAULT_SKIP_VERIFY) or a CA bundle path (VAULT_CACERT).
+    verify: bool | str = True
+    client_cert: tuple[str, str] | None = None
+    #: Seconds for connecting and for each response; every call is bounded by it.
+    timeout: float = 5.0
+
+    @classmethod
+    def resolve(
+        cls,
+        addr: str | None = None,
+        *,
+        namespace: str | None = None,
+        verify: bool | str | None = None,
+        timeout: float | None = None,
+    ) -> VaultSettings:
+        """Fill the gaps from the environment, the way the Vault and OpenBao CLIs do."""
+        addr = addr or _env("VAULT_ADDR", "BAO_ADDR")
+        if not addr:
+            raise errors.ConfigurationError(
+                "No Vault address is configured.",
+                hint="pass vault_addr=... or set VAULT_ADDR (or BAO_ADDR), "
+                "e.g. https://vault.internal:8200",
+            )
+        if not addr.startswith(("http://", "https://")):
+            raise errors.ConfigurationError(
+                f"Vault address {addr!r} has no scheme.",
+                hint="VAULT_ADDR must start with https:// (or http:// for a dev server)",
+            )
+        if verify is None:
+            cacert = _env("VAULT_CACERT", "BAO_CACERT")
+            if _truthy(_env("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY")):
+                verify = False
+            elif cacert:
+                if not os.path.exists(cacert):
+                    raise errors.ConfigurationError(
+                        f"CA certificate file {cacert!r} does not exist.",
+                        hint="VAULT_CACERT must point at a readable PEM file",
+                    )
+                verify = cacert
+            else:
+                verify = True
+        cert = _env("VAULT_CLIENT_CERT", "BAO_CLIENT_CERT")
+        key = _env("VAULT_CLIENT_KEY", "BAO_CLIENT_KEY")
+        timeout_env = _env("VAULTDB_REQUEST_TIMEOUT")
+        return cls(
+            addr=addr.rstrip("/"),
+            namespace=namespace or _env("VAULT_NAMESPACE", "BAO_NAMESPACE"),
+            verify=verify,
+            client_cert=(cert, key) if cert and key else None,
+            timeout=timeout or (float(timeout_env) if timeout_env else 5.0),
+        )
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str = field(repr=False)
+    accessor: str
+    ttl: float
+    renewable: bool
+    #: False for a token handed in (TokenAuth): this process must not revoke it.
+    owned: bool
+
+
+@dataclass(frozen=True)
+class DynamicSecret:
+    username: str
+    password: str = field(repr=False)
+    lease_id: str
+    lease_duration: float
+    renewable: bool
+
+
+@dataclass(frozen=True)
+class StaticSecret:
+    username: str
+    password: str = field(repr=False)
+    ttl: float
+
+
+@dataclass(frozen=True)
+class Renewal:
+    ttl: float
+    warnings: tuple[str, ...] = ()
+
+
+def _vault_errors(exc: hvac.exceptions.VaultError) -> tuple[str, ...]:
+    return tuple(str(e) for e in (exc.errors or ()) if e)
+
+
+def _messages_contain(exc: hvac.exceptions.VaultError, *needles: str) -> bool:
+    text = " ".join(_vault_errors(exc)).lower()
+    return any(n in text for n in needles)
+
+
+def classify(exc: BaseException, *, operation: str, method: str, path: str,
+             hint: str | None = None) -> errors.VaultDBError:
+    """Map an hvac / requests exception onto a vaultdb error (never containing a secret)."""
+    ctx: dict[str, Any] = {"method": method, "path": path}
+    if isinstance(exc, errors.VaultDBError):
+        return exc
+    if isinstance(exc, requests.exceptions.SSLError):
+        return errors.TLSConfigurationError(
+            f"TLS verification of Vault failed while trying to {operation}.",
+            hint="VAULT_CACERT (the CA that signed Vault's certificate) and that VAULT_ADDR "
+            "uses the name in the certificate",
+            **ctx,
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return errors.VaultUnavailableError(
+            f"Vault is unreachable while trying to {operation}.",
+            hint="VAULT_ADDR, DNS and network policy between this pod and Vault",
+            request_sent=not _never_sent(exc),
+            **ctx,
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return errors.VaultUnavailableError(
+            f"Vault did not answer in time while trying to {operation}.",
+            hint="Vault's health and load; VAULTDB_REQUEST_TIMEOUT",
+            request_sent=True,
+            **ctx,
+        )
+    if isinstance(exc, requests.exceptions.RequestException):
+        return errors.VaultUnavailableError(
+            f"HTTP error talking to Vault while trying to {operation}: {type(exc).__name__}.",
+            hint="VAULT_ADDR and the network path to Vault",
+            request_sent=True,
+            **ctx,
+        )
+    if isinstance(exc, hvac.exceptions.VaultError):
+        status = _status_of(exc)
+        ctx.update(status=status, vault_errors=_vault_errors(exc))
+        if isinstance(exc, hvac.exceptions.VaultDown) or _messages_contain(exc, "sealed"):
+            return errors.VaultUnavailableError(
+                f"Vault is sealed or in standby while trying to {operation}.",
+                hint="unseal Vault or check its HA status", request_sent=True, **ctx)
+        if isinstance(exc, (hvac.exceptions.RateLimitExceeded, hvac.exceptions.InternalServerError,
+                            hvac.exceptions.BadGateway, hvac.exceptions.UnexpectedError)):
+            return errors.VaultUnavailableError(
+                f"Vault answered HTTP {status} while trying to {operation}.",
+                hint="Vault's server log and health", request_sent=True, **ctx)
+        if _messages_contain(exc, "lease not found", "invalid lease", "lease expired",
+                             "lease is not renewable"):
+            return errors.LeaseNotFoundError(
+                f"Vault no longer knows the lease while trying to {operation}.",
+                hint="nothing: vaultdb fetches fresh credentials", **ctx)
+        if isinstance(exc, hvac.exceptions.Forbidden):
+            return errors.PermissionDeniedError(
+                f"Permission denied while trying to {operation}.",
+                hint=hint or "the Vault policy attached to this login grants the capability "
+                f"needed on {path}", **ctx)
+        if isinstance(exc, hvac.exceptions.Unauthorized):
+            return errors.AuthenticationError(
+                f"Vault rejected the token while trying to {operation}.",
+                hint="the auth method and its credentials", **ctx)
+        if isinstance(exc, hvac.exceptions.InvalidPath) or _messages_contain(
+                exc, "unknown role", "no handler for route", "role not found"):
+            return errors.SecretPathError(
+                f"Nothing at {path} while trying to {operation}.",
+                hint=hint or "the secrets engine mount and role name", **ctx)
+        return errors.VaultDBError(
+            f"Vault refused the request while trying to {operation}.",
+            hint=hint, **ctx)
+    if isinstance(exc, (KeyError, TypeError, ValueError)):
+        return errors.VaultUnavailableError(
+            f"Vault sent a malformed answer while trying to {operation}.",
+            hint="whatever sits between this process and Vault (proxy, load balancer)",
+            request_sent=True, **ctx)
+    return errors.VaultDBError(
+        f"Unexpected error while trying to {operation}: {type(exc).__name__}.", **ctx)
+
+
+def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection failed before the request could be written."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    text = repr(exc)
+    return any(s in text for s in ("NewConnectionError", "Connection refused",
+                                   "Failed to establish", "NameResolutionError"))
+
+
+def _status_of(exc: hvac.exceptions.VaultError) -> int | None:
+    table = {
+        hvac.exceptions.InvalidRequest: 400, hvac.exceptions.Unauthorized: 401,
+        hvac.exceptions.Forbidden: 403, hvac.exceptions.InvalidPath: 404,
+        hvac.exceptions.RateLimitExceeded: 429, hvac.exceptions.InternalServerError: 500,
+        hvac.exceptions.VaultNotInitialized: 501, hvac.exceptions.BadGateway: 502,
+        hvac.exceptions.VaultDown: 503,
+    }
+    for cls, code in table.items():
+        if isinstance(exc, cls):
+            return code
+    return None
+
+
+def _retry_safe(exc: BaseException) -> bool:
+    return isinstance(exc, errors.VaultUnavailableError)
+
+
+def _retry_unsent_only(exc: BaseException) -> bool:
+    return isinstance(exc, errors.VaultUnavailableError) and not exc.request_sent
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    logger.warning("Vault call failed (%s); retry %d in %.2fs", exc, state.attempt_number,
+                   state.next_action.sleep if state.next_action else 0.0)
+
+
+class VaultClient:
+    """A thin, typed facade over one ``hvac.Client``."""
+
+    def __init__(self, settings: VaultSettings, *, attempts: int = 3) -> None:
+        self.settings = settings
+        self._attempts = attempts
+        self._client = self._new_client(token=None)
+
+    def __repr__(self) -> str:
+        return f"VaultClient(addr={self.settings.addr!r})"
+
+    def _new_client(self, token: str | None) -> hvac.Client:
+        s = self.settings
+        return hvac.Client(url=s.addr, token=token, namespace=s.namespace, verify=s.verify,
+                           cert=s.client_cert, timeout=s.timeout)
+
+    @property
+    def token(self) -> str | None:
+        return self._client.token  # type: ignore[no-any-return]
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._client.token = value
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T], *, operation: str, method: str, path: str,
+              retry_if: Callable[[BaseException], bool] = _retry_safe,
+              hint: str | None = None, budget: float | None = None) -> T:
+        """Run ``fn`` with error classification and bounded retries."""
+        def attempt() -> T:
+            try:
+                return fn()
+            except Exception as exc:  # classified below; nothing escapes unclassified
+                raise classify(exc, operation=operation, method=method, path=path,
+                               hint=hint) from exc
+
+        budget = budget if budget is not None else 3 * self.settings.timeout
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._attempts) | tenacity.stop_after_delay(budget),
+            wait=tenacity.wait_random_exponential(multiplier=0.2, max=2.0),
+            retry=tenacity.retry_if_exception(retry_if),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return retrying(attempt)
+
+    # -- auth -------------------------------------------------------------------------------
+
+    def login(self, auth: AuthMethod) -> LoginResult:
+        """Log in with ``auth`` (re-reading its token file) and use the new token."""
+        if isinstance(auth, TokenAuth):
+            token = auth.read_token()
+            self._client.token = token
+
+            def lookup() -> LoginResult:
+                info = self._client.auth.token.lookup_self()["data"]
+                return LoginResult(token=token, accessor=info.get("accessor", ""),
+                                   ttl=float(info.get("ttl") or 0),
+                                   renewable=bool(info.get("renewable")), owned=False)
+
+            try:
+                return self._call(lookup, operation="look up the Vault token", method="GET",
+                                  path="auth/token/lookup-self", hint=auth.login_hint())
+            except errors.PermissionDeniedError as exc:
+                raise self.login_error(exc, auth) from exc
+        payload = auth.login_payload()
+        path = f"auth/{auth.mount}/login"
+        self._client.token = None
+
+        def login() -> LoginResult:
+            a = self._client.adapter.post(f"/v1/{path}", json=payload)["auth"]
+            return LoginResult(token=a["client_token"], accessor=a.get("accessor", ""),
+                               ttl=float(a.get("lease_duration") or 0),
+                               renewable=bool(a.get("renewable")), owned=True)
+
+        try:
+            result = self._call(login, operation=f"log in with {auth.describe()}",
+                                method="POST", path=path, hint=auth.login_hint())
+        except errors.VaultDBError as exc:
+            raise self.login_error(exc, auth) from exc
+        self._client.token = result.token
+        return result
+
+    def login_error(self, exc: errors.VaultDBError, auth: AuthMethod) -> errors.VaultDBError:
+        """Login failures other than outages are authentication errors, whatever the status."""
+        if isinstance(exc, (errors.VaultUnavailableError, errors.ConfigurationError,
+                            errors.AuthenticationError)) and not isinstance(
+                                exc, errors.SecretPathError):
+            return exc
+        return errors.AuthenticationError(
+            f"Vault refused the login with {auth.describe()}.", hint=auth.login_hint(),
+            method=exc.method, path=exc.path, status=exc.status, vault_errors=exc.vault_errors)
+
+    def renew_self(self, increment: int) -> Renewal:
+        def renew() -> Renewal:
+            data = self._client.auth.token.renew_self(increment=increment)
+            return Renewal(ttl=float(data["auth"]["lease_duration"]),
+                           warnings=tuple(data.get("warnings") or ()))
+
+        return self._call(renew, operation="renew the login token", method="POST",
+                          path="auth/token/renew-self")
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke a token this process created (it takes its leases with it)."""
+        client = self._new_client(token=token)
+        self._call(lambda: client.auth.token.revoke_self(), operation="revoke the login token",
+                   method="POST", path="auth/token/revoke-self",
+                   budget=self.settings.timeout)
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def read_dynamic(self, mount: str, role: str) -> DynamicSecret:
+        """Create new dynamic credentials. Never retried once the request may have been sent."""
+        path = f"{mount}/creds/{role}"
+        def read() -> DynamicSecret:
+            data = self._client.adapter.get(f"/v1/{path}")
+            return DynamicSecret(
+                username=data["data"]["username"], password=data["data"]["password"],
+                lease_id=data["lease_id"], lease_duration=float(data["lease_duration"]),
+                renewable=bool(data.get("renewable")))
+
+        return self._call(
+            read, operation=f"read database credentials for role {role!r}", method="GET",
+            path=path, retry_if=_retry_unsent_only,
+            hint=f"that the database secrets engine is mounted at {mount!r}, role {role!r} "
+            f"exists, and the policy grants 'read' on {path}")
+
+    def read_static(self, mount: str, role: str) -> StaticSecret:
+        path = f"{mount}/static-creds/{role}"
+        def read() -> StaticSecret:
+            d = self._client.adapter.get(f"/v1/{path}")["data"]
+            return StaticSecret(username=d["username"], password=d["password"],
+                                ttl=float(d.get("ttl") or 0))
+
+        return self._call(
+            read, operation=f"read static database credentials for role {role!r}",
+            method="GET", path=path,
+            hint=f"that static role {role!r} exists under the {mount!r} mount and the policy "
+            f"grants 'read' on {path}")
+
+    def renew_lease(self, lease_id: str, increment: int) -> Renewal:
+        def renew() -> Renewal:
+            data = self._client.sys.renew_lease(lease_id=lease_id, increment=increment)
+            return Renewal(ttl=float(data["lease_duration"]),
+                           warnings=tuple(data.get("warnings") or ()))
+
+        return self._call(renew, operation="renew the database lease", method="PUT",
+                          path="sys/leases/renew",
+                          hint="the policy grants 'update' on sys/leases/renew")
+
+    def revoke_lease(self, lease_id: str, *, budget: float | None = None) -> None:
+        """Revoke synchronously, so the database user is gone when this returns."""
+        self._call(
+            lambda: self._client.adapter.put("/v1/sys/leases/revoke",
+                                             json={"lease_id": lease_id, "sync": True}),
+            operation="revoke the database lease", method="PUT", path="sys/leases/revoke",
+            hint="the policy grants 'update' on sys/leases/revoke", budget=budget)
+
+    def capabilities(self, paths: list[str]) -> dict[str, list[str]]:
+        """The current token's capabilities on ``paths`` (for preflight checks)."""
+        data = self._call(
+            lambda: self._client.adapter.post("/v1/sys/capabilities-self", json={"paths": paths}),
+            operation="read token capabilities", method="POST", path="sys/capabilities-self")
+        body = data.get("data", data)
+        return {p: list(body.get(p, [])) for p in paths}
+

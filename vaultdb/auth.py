@@ -1,0 +1,271 @@
+"""Login methods: one small class each, holding settings only.
+
+Each method builds the body of ``POST auth/<mount>/login``; :mod:`vaultdb._vault` sends it.
+Token and JWT files are re-read at every login, because Kubernetes rewrites projected
+service-account tokens before they expire and Vault Agent rewrites its sink file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_SA_TOKEN_PATH",
+    "AppRoleAuth",
+    "AuthMethod",
+    "JWTAuth",
+    "KubernetesAuth",
+    "TokenAuth",
+    "auth_from_env",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+@runtime_checkable
+class AuthMethod(Protocol):
+    """What the provider needs from a login method."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def mount(self) -> str: ...
+
+    def login_payload(self) -> dict[str, str]: ...
+
+    def describe(self) -> str: ...
+
+    def login_hint(self) -> str: ...
+
+
+def _read_secret_file(path: str | os.PathLike[str], what: str, setting: str) -> str:
+    """Read a token-like file fresh, with errors that say what to check (never the content)."""
+    p = Path(path)
+    try:
+        value = p.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"The {what} file {str(p)!r} does not exist.",
+            hint=f"{setting}; on Kubernetes, that the service account token is mounted "
+            "(automountServiceAccountToken, or a projected volume)",
+        ) from None
+    except PermissionError:
+        raise ConfigurationError(
+            f"The {what} file {str(p)!r} is not readable by this process.",
+            hint=f"{setting} and the file's permissions (fsGroup / runAsUser)",
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The {what} file {str(p)!r} could not be read ({exc.strerror}).", hint=setting
+        ) from None
+    if not value:
+        raise ConfigurationError(f"The {what} file {str(p)!r} is empty.", hint=setting)
+    return value
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (unverified; Vault verifies), or ``None`` if absent."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp")
+        return float(exp) if exp is not None else None
+    except (IndexError, ValueError, AttributeError):
+        return None
+
+
+def _check_jwt(token: str, source: str, setting: str) -> str:
+    if token.count(".") != 2:
+        raise ConfigurationError(f"The JWT from {source} is not a JWT (three dot-separated parts).",
+                                 hint=setting)
+    exp = jwt_expiry(token)
+    if exp is not None and exp < time.time():
+        raise ConfigurationError(
+            f"The JWT from {source} expired {int(time.time() - exp)} s ago.",
+            hint=f"{setting}; the kubelet normally rewrites projected tokens before they expire: "
+            "is the volume projected, and is the file the current one?",
+        )
+    return token
+
+
+@dataclass(frozen=True)
+class KubernetesAuth:
+    """Kubernetes auth: the pod's service-account JWT, reviewed by Vault via TokenReview."""
+
+    role: str
+    mount: str = "kubernetes"
+    token_path: str = DEFAULT_SA_TOKEN_PATH
+    method: str = field(default="kubernetes", init=False)
+
+    def login_payload(self) -> dict[str, str]:
+        jwt = _read_secret_file(self.token_path, "service-account token", "token_path")
+        return {"role": self.role, "jwt": _check_jwt(jwt, repr(self.token_path), "token_path")}
+
+    def describe(self) -> str:
+        return f"kubernetes auth at auth/{self.mount}, role {self.role!r}"
+
+    def login_hint(self) -> str:
+        return (f"that auth method 'kubernetes' is enabled at auth/{self.mount}, role "
+                f"{self.role!r} exists and binds this pod's service account and namespace "
+                "(and audience), and Vault can reach the Kubernetes API for TokenReview")
+
+
+@dataclass(frozen=True)
+class JWTAuth:
+    """JWT/OIDC auth with a JWT from a file (re-read each login) or given directly."""
+
+    role: str
+    mount: str = "jwt"
+    token_path: str | None = None
+    jwt: str | None = field(default=None, repr=False)
+    method: str = field(default="jwt", init=False)
+
+    def __post_init__(self) -> None:
+        if not self.token_path and not self.jwt:
+            raise ConfigurationError("JWTAuth needs token_path= or jwt=.",
+                                     hint="VAULTDB_TOKEN_PATH or the jwt argument")
+
+    def login_payload(self) -> dict[str, str]:
+        if self.token_path:
+            jwt = _read_secret_file(self.token_path, "JWT", "token_path")
+            source = repr(self.token_path)
+        else:
+            jwt, source = str(self.jwt), "the jwt argument"
+        return {"role": self.role, "jwt": _check_jwt(jwt, source, "token_path / jwt")}
+
+    def describe(self) -> str:
+        return f"jwt auth at auth/{self.mount}, role {self.role!r}"
+
+    def login_hint(self) -> str:
+        return (f"that auth method 'jwt' is enabled at auth/{self.mount} with the issuer's keys, "
+                f"and role {self.role!r} matches the token's audience, subject and claims")
+
+
+@dataclass(frozen=True)
+class AppRoleAuth:
+    """AppRole auth: a role id plus a secret id (given, or read from a file each login)."""
+
+    role_id: str
+    secret_id: str | None = field(default=None, repr=False)
+    secret_id_path: str | None = None
+    mount: str = "approle"
+    method: str = field(default="approle", init=False)
+
+    def login_payload(self) -> dict[str, str]:
+        payload = {"role_id": self.role_id}
+        if self.secret_id_path:
+            payload["secret_id"] = _read_secret_file(self.secret_id_path, "AppRole secret id",
+                                                     "secret_id_path")
+        elif self.secret_id:
+            payload["secret_id"] = self.secret_id
+        return payload
+
+    def describe(self) -> str:
+        return f"approle auth at auth/{self.mount}, role id {self.role_id!r}"
+
+    def login_hint(self) -> str:
+        return (f"that auth method 'approle' is enabled at auth/{self.mount}, the role id is "
+                "right and the secret id is valid (not expired, uses left, CIDR bound)")
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """A token handed in: ``VAULT_TOKEN``/``BAO_TOKEN``, or a file such as an agent's sink.
+
+    The token is not this process's to revoke: vaultdb revokes the leases it created but never
+    a token it was given.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    token_path: str | None = None
+    mount: str = "token"
+    method: str = field(default="token", init=False)
+
+    def read_token(self) -> str:
+        if self.token_path:
+            return _read_secret_file(self.token_path, "Vault token", "token_path")
+        token = self.token or os.environ.get("VAULT_TOKEN") or os.environ.get("BAO_TOKEN")
+        if not token:
+            raise ConfigurationError(
+                "No Vault token is configured.",
+                hint="VAULT_TOKEN (or BAO_TOKEN), or TokenAuth(token_path=...)")
+        return token
+
+    def login_payload(self) -> dict[str, str]:
+        return {}
+
+    def describe(self) -> str:
+        source = repr(self.token_path) if self.token_path else "VAULT_TOKEN"
+        return f"token auth ({source})"
+
+    def login_hint(self) -> str:
+        return "that the Vault token is valid: not expired, not revoked, and for this namespace"
+
+
+def auth_from_env(env: dict[str, str] | None = None) -> AuthMethod:
+    """Pick the login method from the environment, and say which in the log.
+
+    ``VAULTDB_AUTH_METHOD`` (kubernetes, jwt, approle, token) wins; otherwise a token in
+    ``VAULT_TOKEN`` / ``VAULTDB_VAULT_TOKEN_PATH``, then an AppRole role id, then the pod's
+    service-account token file with ``VAULTDB_AUTH_ROLE``.
+    """
+    e = dict(os.environ if env is None else env)
+    method = (e.get("VAULTDB_AUTH_METHOD") or "").strip().lower()
+    role = e.get("VAULTDB_AUTH_ROLE")
+    mount = e.get("VAULTDB_AUTH_MOUNT")
+    token_path = e.get("VAULTDB_TOKEN_PATH")
+    if not method:
+        if e.get("VAULT_TOKEN") or e.get("BAO_TOKEN") or e.get("VAULTDB_VAULT_TOKEN_PATH"):
+            method = "token"
+        elif e.get("VAULTDB_ROLE_ID"):
+            method = "approle"
+        elif role and os.path.exists(token_path or DEFAULT_SA_TOKEN_PATH):
+            method = "kubernetes"
+        else:
+            raise ConfigurationError(
+                "Cannot tell which Vault login method to use.",
+                hint="set VAULTDB_AUTH_METHOD (kubernetes, jwt, approle, token) and "
+                "VAULTDB_AUTH_ROLE, or VAULT_TOKEN",
+            )
+        reason = "picked from the environment"
+    else:
+        reason = "VAULTDB_AUTH_METHOD"
+    auth: AuthMethod
+    if method == "kubernetes":
+        auth = KubernetesAuth(role=_required(role, "VAULTDB_AUTH_ROLE", method),
+                              mount=mount or "kubernetes",
+                              token_path=token_path or DEFAULT_SA_TOKEN_PATH)
+    elif method == "jwt":
+        auth = JWTAuth(role=_required(role, "VAULTDB_AUTH_ROLE", method), mount=mount or "jwt",
+                       token_path=token_path or DEFAULT_SA_TOKEN_PATH)
+    elif method == "approle":
+        auth = AppRoleAuth(role_id=_required(e.get("VAULTDB_ROLE_ID"), "VAULTDB_ROLE_ID", method),
+                           secret_id=e.get("VAULTDB_SECRET_ID"),
+                           secret_id_path=e.get("VAULTDB_SECRET_ID_PATH"),
+                           mount=mount or "approle")
+    elif method == "token":
+        auth = TokenAuth(token=e.get("VAULT_TOKEN") or e.get("BAO_TOKEN"),
+                         token_path=e.get("VAULTDB_VAULT_TOKEN_PATH"))
+    else:
+        raise ConfigurationError(f"Unknown VAULTDB_AUTH_METHOD {method!r}.",
+                                 hint="one of kubernetes, jwt, approle, token")
+    logger.info("Vault login method: %s (%s)", auth.describe(), reason)
+    return auth
+
+
+def _required(value: str | None, name: str, method: str) -> str:
+    if not value:
+        raise ConfigurationError(f"{method} auth needs {name}.", hint=f"set {name}")
+    return value

@@ -1,0 +1,333 @@
+"""CredentialProvider: the public face of vaultdb.
+
+The constructor only checks settings: no network, no thread. The first :meth:`credentials`
+call (or :meth:`start`) logs in, fetches credentials and starts the background renewer. After
+that, :meth:`credentials` returns an immutable snapshot without touching Vault or a lock,
+which is what connection factories call for every new connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import TypeVar
+
+from . import _process
+from . import events as ev
+from ._engine import LeaseEngine
+from ._renewer import Renewer
+from ._schedule import SchedulePolicy
+from ._vault import VaultSettings
+from .auth import AuthMethod, auth_from_env
+from .credentials import Credentials
+from .errors import ConfigurationError, ProviderClosedError
+from .settings import env_bool, env_float
+
+__all__ = ["CredentialProvider", "ProviderState", "ProviderStatus"]
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=ev.LeaseEvent)
+Listener = Callable[[ev.LeaseEvent], None]
+
+
+class ProviderState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """A snapshot for health checks and metrics; contains no secret."""
+
+    role: str
+    state: str
+    healthy: bool
+    generation: int | None
+    username: str | None
+    lease_id: str | None
+    lease_seconds_left: float | None
+    token_seconds_left: float | None
+    logins: int
+    renewals: int
+    rotations: int
+    revocations: int
+    errors: int
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class CredentialProvider:
+    """Dynamic (or static) database credentials from Vault, kept valid in the background.
+
+    :param role: database secrets engine role (``<mount>/creds/<role>``).
+    :param auth: login method; ``None`` picks one from the environment.
+    :param vault_addr: defaults to ``$VAULT_ADDR`` (or ``$BAO_ADDR``).
+    :param mount: mount path of the database secrets engine.
+    :param static: ``True`` for a static role (``<mount>/static-creds/<role>``).
+    :param drain_seconds: how long rotated-out credentials stay valid before they are revoked,
+        so pools can replace their connections (capped at a third of the lease TTL).
+    :param fetch_timeout: the longest :meth:`credentials` blocks when it has to fetch.
+    :param request_timeout: timeout of each Vault HTTP request.
+    :param revoke_timeout: the longest :meth:`close` spends revoking (well inside the 30 s
+        Kubernetes grace period).
+    :param handle_sigterm: install a revoke-then-exit SIGTERM handler when SIGTERM is otherwise
+        unhandled (never replaces a server's own handler).
+    """
+
+    def __init__(
+        self,
+        role: str,
+        *,
+        auth: AuthMethod | None = None,
+        vault_addr: str | None = None,
+        mount: str = "database",
+        static: bool = False,
+        namespace: str | None = None,
+        verify: bool | str | None = None,
+        drain_seconds: float = 30.0,
+        fetch_timeout: float = 10.0,
+        request_timeout: float | None = None,
+        revoke_timeout: float = 10.0,
+        renew_fraction: float = 2 / 3,
+        jitter: float = 0.1,
+        handle_sigterm: bool = True,
+    ) -> None:
+        if not role or "/" in role:
+            raise ConfigurationError(f"Invalid database role name {role!r}.",
+                                     hint="the role name as in <mount>/creds/<role>")
+        mount = mount.strip("/")
+        if not mount:
+            raise ConfigurationError("The secrets engine mount is empty.", hint="mount=...")
+        self.role = role
+        self.mount = mount
+        self.static = static
+        self.fetch_timeout = fetch_timeout
+        self.revoke_timeout = revoke_timeout
+        self.handle_sigterm = handle_sigterm
+        settings = VaultSettings.resolve(vault_addr, namespace=namespace, verify=verify,
+                                         timeout=request_timeout)
+        self.auth = auth if auth is not None else auth_from_env()
+        self._policy = SchedulePolicy(renew_fraction=renew_fraction, jitter=jitter,
+                                      drain_seconds=drain_seconds)
+        # The first listener wakes the renewer so it plans around credentials fetched on a
+        # caller's thread.
+        self._listeners: list[tuple[Listener, tuple[type[ev.LeaseEvent], ...]]] = [
+            (lambda _event: self._wake(), (ev.LeaseCreated,)),
+        ]
+        self._engine = LeaseEngine(role=role, mount=mount, static=static, auth=self.auth,
+                                   settings=settings, policy=self._policy, emit=self._dispatch)
+        self._state = ProviderState.NEW
+        self._start_lock = threading.Lock()
+        self._renewer: Renewer | None = None
+        self._owner_pid = os.getpid()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object
+                 ) -> CredentialProvider:
+        """Build a provider from ``VAULT_*`` / ``BAO_*`` and ``VAULTDB_*`` variables.
+
+        Keyword arguments override the environment. See :data:`vaultdb.settings.ENVIRONMENT`.
+        """
+        e = os.environ if env is None else env
+        kwargs: dict[str, object] = {
+            "mount": e.get("VAULTDB_MOUNT") or "database",
+            "static": env_bool(e, "VAULTDB_STATIC", False),
+            "drain_seconds": env_float(e, "VAULTDB_DRAIN_SECONDS", 30.0),
+            "fetch_timeout": env_float(e, "VAULTDB_FETCH_TIMEOUT", 10.0),
+            "revoke_timeout": env_float(e, "VAULTDB_REVOKE_TIMEOUT", 10.0),
+            "handle_sigterm": env_bool(e, "VAULTDB_HANDLE_SIGTERM", True),
+        }
+        if e.get("VAULTDB_REQUEST_TIMEOUT"):
+            kwargs["request_timeout"] = env_float(e, "VAULTDB_REQUEST_TIMEOUT", 5.0)
+        if env is not None:
+            kwargs["vault_addr"] = e.get("VAULT_ADDR") or e.get("BAO_ADDR")
+            if "auth" not in overrides:
+                kwargs["auth"] = auth_from_env(dict(e))
+        kwargs.update(overrides)
+        role = kwargs.pop("role", None) or e.get("VAULTDB_ROLE")
+        if not role:
+            raise ConfigurationError("No database role is configured.",
+                                     hint="set VAULTDB_ROLE (the role in <mount>/creds/<role>)")
+        return cls(str(role), **kwargs)  # type: ignore[arg-type]
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def credentials(self, timeout: float | None = None) -> Credentials:
+        """Current valid credentials. No Vault call while they are valid.
+
+        Blocks (up to ``timeout``, default ``fetch_timeout``) only for the first fetch or when
+        the current credentials have run out. Raises a :class:`~vaultdb.VaultDBError`
+        subclass when nothing valid can be had.
+        """
+        current = self._engine.current
+        if current is not None and current.deadline > time.monotonic():
+            return current
+        return self._credentials_slow(self.fetch_timeout if timeout is None else timeout)
+
+    def _credentials_slow(self, timeout: float) -> Credentials:
+        self._check_open()
+        self._check_fork()
+        creds = self._engine.obtain(timeout)
+        self._ensure_running()
+        return creds
+
+    @property
+    def generation(self) -> int | None:
+        """Generation of the current credentials, or ``None`` before the first fetch."""
+        current = self._engine.current
+        return current.generation if current is not None else None
+
+    def is_current(self, generation: int | None) -> bool:
+        """Whether a connection opened with ``generation`` may stay in a pool."""
+        current = self._engine.current
+        return current is None or generation == current.generation
+
+    def refresh(self, failed: Credentials | None = None, timeout: float | None = None
+                ) -> Credentials:
+        """Get new credentials because ``failed`` stopped working (e.g. the role was dropped).
+
+        If the credentials were already replaced, returns the current ones without a Vault call;
+        concurrent callers share one fetch.
+        """
+        self._check_open()
+        self._check_fork()
+        engine = self._engine
+        with engine.lock:
+            current = engine.current
+            if failed is not None and current is not None and (
+                    current.generation != failed.generation or current.password != failed.password):
+                return current
+            engine.current = None if current is None else current.with_deadline(0.0)
+        return self.credentials(timeout)
+
+    def start(self) -> CredentialProvider:
+        """Fetch credentials now and start the renewer (otherwise done on first use)."""
+        self.credentials()
+        return self
+
+    # -- events and status ------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[E], None], *event_types: type[E]
+                  ) -> Callable[[], None]:
+        """Call ``listener`` for each event of ``event_types`` (all events if none given).
+
+        Returns a function that unsubscribes. See :mod:`vaultdb.events` for threads.
+        """
+        entry = (listener, tuple(event_types) or (ev.LeaseEvent,))
+        self._listeners.append(entry)  # type: ignore[arg-type]
+
+        def unsubscribe() -> None:
+            if entry in self._listeners:
+                self._listeners.remove(entry)  # type: ignore[arg-type]
+
+        return unsubscribe
+
+    def _dispatch(self, event: ev.LeaseEvent) -> None:
+        for listener, types in list(self._listeners):
+            if isinstance(event, types):
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("vaultdb event listener %r raised on %s; skipped",
+                                     listener, type(event).__name__)
+
+    def status(self) -> ProviderStatus:
+        """A snapshot for readiness/liveness probes and metrics."""
+        engine = self._engine
+        creds, token, c = engine.current, engine.token, engine.counters
+        now = time.monotonic()
+        error = engine.last_error
+        return ProviderStatus(
+            role=self.role,
+            state=self._state.value,
+            healthy=creds is not None and creds.is_valid(now),
+            generation=creds.generation if creds else None,
+            username=creds.username if creds else None,
+            lease_id=creds.lease_id if creds else None,
+            lease_seconds_left=creds.seconds_left(now) if creds else None,
+            token_seconds_left=token.seconds_left(now) if token else None,
+            logins=c.logins, renewals=c.renewals, rotations=c.rotations,
+            revocations=c.revocations, errors=c.errors,
+            last_error=str(error) if error else None,
+            last_error_at=(datetime.fromtimestamp(engine.last_error_at, timezone.utc)
+                           if engine.last_error_at else None),
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ProviderState:
+        return self._state
+
+    def _check_open(self) -> None:
+        if self._state is ProviderState.CLOSED:
+            raise ProviderClosedError(f"The provider for role {self.role!r} is closed.",
+                                      hint="create a new CredentialProvider")
+
+    def _check_fork(self) -> None:
+        if self._owner_pid != os.getpid():
+            self._after_fork_in_child()
+
+    def _ensure_running(self) -> None:
+        if self._renewer is not None:
+            return
+        with self._start_lock:
+            if self._renewer is not None or self._state is ProviderState.CLOSED:
+                return
+            self._renewer = Renewer(f"vaultdb-{self.role}-renewer", self._engine.step)
+            self._renewer.start()
+            self._state = ProviderState.RUNNING
+            _process.register(self, handle_sigterm=self.handle_sigterm)
+
+    def _wake(self) -> None:
+        if self._renewer is not None:
+            self._renewer.wake()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop renewing and revoke what this process holds. Idempotent; bounded in time.
+
+        A forked child never revokes its parent's leases: it only revokes its own.
+        """
+        budget = self.revoke_timeout if timeout is None else timeout
+        with self._start_lock:
+            if self._state is ProviderState.CLOSED:
+                return
+            self._state = ProviderState.CLOSED
+            renewer, self._renewer = self._renewer, None
+        _process.unregister(self)
+        started = time.monotonic()
+        if renewer is not None:
+            renewer.stop(timeout=min(budget, 5.0))
+        if self._owner_pid != os.getpid():
+            return
+        self._engine.shutdown(max(0.5, budget - (time.monotonic() - started)))
+        logger.info("vaultdb provider for role %r closed", self.role)
+
+    def _after_fork_in_child(self) -> None:
+        """Called in a forked child: drop the parent's leases, token, thread and locks."""
+        self._owner_pid = os.getpid()
+        self._start_lock = threading.Lock()
+        self._renewer = None
+        self._engine.reset_after_fork()
+        if self._state is ProviderState.RUNNING:
+            self._state = ProviderState.NEW
+
+    def __enter__(self) -> CredentialProvider:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<CredentialProvider role={self.role!r} mount={self.mount!r} "
+                f"static={self.static} state={self._state.value} generation={self.generation}>")

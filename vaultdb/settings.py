@@ -1,0 +1,74 @@
+"""Every environment variable vaultdb reads, in one table (the docs are checked against it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+
+__all__ = ["ENVIRONMENT", "EnvSetting", "env_bool", "env_float"]
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    name: str
+    default: str
+    help: str
+
+
+ENVIRONMENT: tuple[EnvSetting, ...] = (
+    EnvSetting("VAULT_ADDR", "(required)", "Vault/OpenBao address; BAO_ADDR is read too."),
+    EnvSetting("VAULT_TOKEN", "", "A Vault token for token auth (BAO_TOKEN too); never revoked."),
+    EnvSetting("VAULT_NAMESPACE", "", "Vault Enterprise namespace (BAO_NAMESPACE too)."),
+    EnvSetting("VAULT_CACERT", "", "CA bundle that signed Vault's certificate (BAO_CACERT too)."),
+    EnvSetting("VAULT_SKIP_VERIFY", "false", "Skip TLS verification (tests only)."),
+    EnvSetting("VAULT_CLIENT_CERT", "", "Client certificate for TLS client auth."),
+    EnvSetting("VAULT_CLIENT_KEY", "", "Key of VAULT_CLIENT_CERT."),
+    EnvSetting("VAULTDB_ROLE", "(required)", "Database secrets engine role."),
+    EnvSetting("VAULTDB_MOUNT", "database", "Mount path of the database secrets engine."),
+    EnvSetting("VAULTDB_STATIC", "false", "Use a static role (static-creds/<role>)."),
+    EnvSetting("VAULTDB_AUTH_METHOD", "(auto)", "kubernetes, jwt, approle or token."),
+    EnvSetting("VAULTDB_AUTH_ROLE", "", "Role of the kubernetes or jwt auth method."),
+    EnvSetting("VAULTDB_AUTH_MOUNT", "(method name)", "Mount path of the auth method."),
+    EnvSetting("VAULTDB_TOKEN_PATH",
+               "/var/run/secrets/kubernetes.io/serviceaccount/token",
+               "Service-account token / JWT file, re-read at every login."),
+    EnvSetting("VAULTDB_ROLE_ID", "", "AppRole role id."),
+    EnvSetting("VAULTDB_SECRET_ID", "", "AppRole secret id."),
+    EnvSetting("VAULTDB_SECRET_ID_PATH", "", "File holding the AppRole secret id."),
+    EnvSetting("VAULTDB_VAULT_TOKEN_PATH", "", "File holding a Vault token (e.g. an agent sink)."),
+    EnvSetting("VAULTDB_DRAIN_SECONDS", "30", "How long retired credentials stay valid."),
+    EnvSetting("VAULTDB_FETCH_TIMEOUT", "10", "Max seconds credentials() blocks for a fetch."),
+    EnvSetting("VAULTDB_REQUEST_TIMEOUT", "5", "Timeout of each Vault HTTP request."),
+    EnvSetting("VAULTDB_REVOKE_TIMEOUT", "10", "Max seconds spent revoking at exit."),
+    EnvSetting("VAULTDB_HANDLE_SIGTERM", "true",
+               "Install the revoke-then-exit SIGTERM handler when SIGTERM is unhandled."),
+)
+
+
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number.", hint=name) from None
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean.", hint=f"{name}=true or false")
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ
