@@ -1,0 +1,61 @@
+"""Real OpenBao + PostgreSQL (+ Kubernetes TokenReview stand-in) stack for tests.
+
+``from vaultdb.testing import VaultDBStack`` gives a fully configured, disposable
+environment; see :class:`VaultDBStack`. Importing this package is cheap: the submodules (and
+their heavier dependencies) load on first attribute access, so the pytest plugin and
+``import vaultdb`` stay light when the testing extras are not even installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._kubernetes import KubernetesStandIn
+    from ._openbao import OpenBaoServer
+    from ._postgres import ConnInfo, PostgresServer
+    from ._stack import (
+        APP_POLICY,
+        APP_POLICY_HCL,
+        VaultDBStack,
+        default_creation_statements,
+        default_revocation_statements,
+    )
+
+__all__ = [
+    "APP_POLICY",
+    "APP_POLICY_HCL",
+    "ConnInfo",
+    "KubernetesStandIn",
+    "OpenBaoServer",
+    "PostgresServer",
+    "VaultDBStack",
+    "default_creation_statements",
+    "default_revocation_statements",
+]
+
+_LOCATIONS = {
+    "APP_POLICY": "._stack",
+    "APP_POLICY_HCL": "._stack",
+    "default_creation_statements": "._stack",
+    "default_revocation_statements": "._stack",
+    "VaultDBStack": "._stack",
+    "ConnInfo": "._postgres",
+    "PostgresServer": "._postgres",
+    "OpenBaoServer": "._openbao",
+    "KubernetesStandIn": "._kubernetes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
