@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -136,7 +137,15 @@ class Renewal:
 
 
 def _vault_errors(exc: hvac.exceptions.VaultError) -> tuple[str, ...]:
-    return tuple(str(e) for e in (exc.errors or ()) if e)
+    """Vault's error strings, without the multierror wrapping ("1 error occurred: * ...")."""
+    cleaned = []
+    for error in exc.errors or ():
+        text = re.sub(r"^\d+ errors? occurred:", "", str(error).strip())
+        parts = [part.strip().lstrip("*").strip() for part in text.splitlines()]
+        text = "; ".join(" ".join(part.split()) for part in parts if part)
+        if text:
+            cleaned.append(text)
+    return tuple(cleaned)
 
 
 def _messages_contain(exc: hvac.exceptions.VaultError, *needles: str) -> bool:
@@ -145,7 +154,7 @@ def _messages_contain(exc: hvac.exceptions.VaultError, *needles: str) -> bool:
 
 
 def classify(exc: BaseException, *, operation: str, method: str, path: str,
-             hint: str | None = None) -> errors.VaultDBError:
+             hint: str | None = None, addr: str = "Vault") -> errors.VaultDBError:
     """Map an hvac / requests exception onto a vaultdb error (never containing a secret)."""
     ctx: dict[str, Any] = {"method": method, "path": path}
     if isinstance(exc, errors.VaultDBError):
@@ -159,14 +168,14 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
         )
     if isinstance(exc, requests.exceptions.ConnectionError):
         return errors.VaultUnavailableError(
-            f"Vault is unreachable while trying to {operation}.",
+            f"{addr} is unreachable while trying to {operation}.",
             hint="VAULT_ADDR, DNS and network policy between this pod and Vault",
             request_sent=not _never_sent(exc),
             **ctx,
         )
     if isinstance(exc, requests.exceptions.Timeout):
         return errors.VaultUnavailableError(
-            f"Vault did not answer in time while trying to {operation}.",
+            f"{addr} did not answer in time while trying to {operation}.",
             hint="Vault's health and load; VAULTDB_REQUEST_TIMEOUT",
             request_sent=True,
             **ctx,
@@ -293,7 +302,7 @@ class VaultClient:
                 return fn()
             except Exception as exc:  # classified below; nothing escapes unclassified
                 raise classify(exc, operation=operation, method=method, path=path,
-                               hint=hint) from exc
+                               hint=hint, addr=f"Vault at {self.settings.addr}") from exc
 
         budget = budget if budget is not None else 3 * self.settings.timeout
         retrying = tenacity.Retrying(

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._helpers import database_users_of_role, wait_for
     from ._kubernetes import KubernetesStandIn
     from ._openbao import OpenBaoServer
     from ._postgres import ConnInfo, PostgresServer
@@ -31,8 +32,10 @@ __all__ = [
     "OpenBaoServer",
     "PostgresServer",
     "VaultDBStack",
+    "database_users_of_role",
     "default_creation_statements",
     "default_revocation_statements",
+    "wait_for",
 ]
 
 _LOCATIONS = {
@@ -45,6 +48,8 @@ _LOCATIONS = {
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",
     "KubernetesStandIn": "._kubernetes",
+    "database_users_of_role": "._helpers",
+    "wait_for": "._helpers",
 }
 
 

@@ -1,0 +1,56 @@
+"""No password or token in any log line (DEBUG included), repr, status or event."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+from vaultdb import AppRoleAuth, JWTAuth, LeaseEvent, TokenAuth
+from vaultdb.testing import wait_for
+
+
+def test_no_secret_in_logs_reprs_or_events(make_provider, vaultdb_stack, token_file, caplog):
+    caplog.set_level(logging.DEBUG)  # every logger: vaultdb, hvac, urllib3
+    provider = make_provider(default_ttl=3, max_ttl=6, drain_seconds=1)
+    events: list[LeaseEvent] = []
+    provider.subscribe(events.append)
+    first = provider.credentials()
+    wait_for(lambda: provider.status().rotations >= 1 and provider.status().revocations >= 1,
+             timeout=20)
+    assert provider._engine.token is not None
+    vault_token = provider._engine.token.token
+    provider.close()
+    secrets = {first.password, token_file.read_text(), vault_token}
+    secrets |= {e.credentials.password for e in events if hasattr(e, "credentials")}
+    engine = provider._engine
+    texts = [caplog.text, repr(provider), repr(provider.status()), repr(first), str(first),
+             *(repr(e) for e in events), repr(engine.vault), repr(provider.auth)]
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+    assert "password" not in repr(first)
+
+
+def test_auth_reprs_hide_secrets():
+    assert "s3cr3t" not in repr(TokenAuth(token="s3cr3t"))
+    assert "s3cr3t" not in repr(AppRoleAuth(role_id="r", secret_id="s3cr3t"))
+    assert "s3cr3t" not in repr(JWTAuth(role="r", jwt="a.s3cr3t.c"))
+
+
+def test_import_starts_no_thread_and_opens_no_socket():
+    code = (
+        "import socket, threading\n"
+        "opened = []\n"
+        "orig = socket.socket.connect\n"
+        "socket.socket.connect = lambda self, *a: opened.append(a) or orig(self, *a)\n"
+        "import vaultdb, vaultdb.integrations, vaultdb.testing\n"
+        "from vaultdb import CredentialProvider, TokenAuth\n"
+        "CredentialProvider('r', auth=TokenAuth(token='t'), vault_addr='http://127.0.0.1:9')\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "assert not opened, opened\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
