@@ -100,6 +100,7 @@ class LeaseEngine:
         self._force_rotate: str | None = None
         self._expired_reported = False
         self._orphan_suspected = False
+        self._token_warned = False
         self.last_error: errors.VaultDBError | None = None
         self.last_error_at: float | None = None
 
@@ -308,12 +309,25 @@ class LeaseEngine:
                     "token and is revoked with it at close (or expires at its TTL)", self.role)
             raise
         self.counters.fetches += 1
+        self._warn_if_token_outlived(d.lease_duration, now)
         deadline = self._deadline(now + d.lease_duration)
         creds = Credentials(username=d.username, password=d.password, lease_id=d.lease_id,
                             lease_duration=d.lease_duration,
                             expires_at=wall_clock(deadline, now), generation=0,
                             renewable=d.renewable, static=False, deadline=deadline)
         return _Held(creds, self.token, now, d.lease_duration, d.lease_duration)
+
+    def _warn_if_token_outlived(self, lease_ttl: float, now: float) -> None:
+        token = self.token
+        if self._token_warned or token is None or token.max_deadline is None:
+            return
+        if lease_ttl > token.max_deadline - now + 1:
+            self._token_warned = True
+            logger.warning(
+                "the lease of role %r (%.0fs) outlives the login token, which cannot be renewed "
+                "past %.0fs from now: credentials will rotate with every re-login. Give the "
+                "auth role a token_max_ttl longer than the database role's TTL", self.role,
+                lease_ttl, token.max_deadline - now)
 
     def _login(self) -> None:
         result = self.vault.login(self.auth)

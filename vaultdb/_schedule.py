@@ -118,6 +118,10 @@ def plan_lease(
     if hard_end is not None:
         end = min(end, hard_end)
     lead = rotation_lead(original_ttl, policy)
+    if math.isfinite(end):
+        # A hard end closer than the TTL (a short-lived login token) shrinks the lead too, so
+        # fresh credentials are never rotated straight away (no fetch loop).
+        lead = min(lead, max(0.0, end - granted_at) * policy.max_lead_fraction)
     rotate_at = end - lead
     if renewable:
         renew_at = min(renewal_time(granted_at, granted_ttl, policy, unit), expires)

@@ -126,7 +126,7 @@ class CredentialProvider:
         self._engine = LeaseEngine(role=role, mount=mount, static=static, auth=self.auth,
                                    settings=settings, policy=self._policy, emit=self._dispatch)
         self._state = ProviderState.NEW
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
         self._renewer: Renewer | None = None
         self._owner_pid = os.getpid()
 
@@ -315,7 +315,7 @@ class CredentialProvider:
     def _after_fork_in_child(self) -> None:
         """Called in a forked child: drop the parent's leases, token, thread and locks."""
         self._owner_pid = os.getpid()
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
         self._renewer = None
         self._engine.reset_after_fork()
         if self._state is ProviderState.RUNNING:

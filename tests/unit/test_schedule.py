@@ -39,6 +39,18 @@ def test_lease_action_never_after_its_deadline(granted_at, granted, original, re
         assert plan.at <= max(hard_end, granted_at) + 1e-6
 
 
+@given(times, ttls, ttls, st.booleans(), st.floats(min_value=0.1, max_value=1e6), policies, units)
+def test_fresh_credentials_are_never_rotated_straight_away(granted_at, granted, original,
+                                                          renewable, end_in, policy, unit):
+    """Whatever the hard end, at least 2/3 of the usable life passes before a rotation."""
+    hard_end = granted_at + end_in
+    plan = plan_lease(granted_at=granted_at, granted_ttl=granted, original_ttl=original,
+                      renewable=renewable, hard_end=hard_end, policy=policy, unit=unit)
+    usable = min(hard_end, granted_at + granted if not renewable else hard_end) - granted_at
+    if plan.action is LeaseAction.ROTATE:
+        assert plan.at - granted_at >= usable * (1 - policy.max_lead_fraction) - 1e-6
+
+
 @given(times, ttls, policies, units)
 def test_renewal_lands_inside_the_ttl_near_two_thirds(granted_at, ttl, policy, unit):
     at = renewal_time(granted_at, ttl, policy, unit)
