@@ -23,4 +23,6 @@ def test_every_variable_read_in_the_code_is_in_the_settings_table():
         if "testing" in path.parts:
             continue
         used |= set(re.findall(r"\"((?:VAULT|VAULTDB)_[A-Z_]+)\"", path.read_text()))
+    # Variables the demo passes to its own pod processes are internal, not settings.
+    used = {name for name in used if not name.startswith(("VAULTDB_DEMO_", "VAULTDB_TEST_"))}
     assert used <= names, f"add to vaultdb/settings.py ENVIRONMENT: {sorted(used - names)}"
