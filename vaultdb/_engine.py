@@ -184,7 +184,7 @@ class LeaseEngine:
             self._token_lost(token)
             return
         now = time.monotonic()
-        capped = renewal.ttl + 1 < asked
+        capped = renewal.ttl < asked
         self.token = replace(token, ttl=renewal.ttl, issued_at=now,
                              expires=now + renewal.ttl if renewal.ttl > 0 else None,
                              max_deadline=now + renewal.ttl if capped else None)
@@ -235,7 +235,7 @@ class LeaseEngine:
         now = time.monotonic()
         self.counters.renewals += 1
         held.granted_at, held.granted_ttl = now, renewal.ttl
-        if renewal.ttl + 1 < asked:
+        if renewal.ttl < asked:  # Vault grants whole seconds: any shortfall is the cap
             held.cap_end = now + renewal.ttl
         held.unit = random.uniform(-1, 1)
         held.credentials = creds.with_deadline(self._deadline(now + renewal.ttl), renewal.ttl)

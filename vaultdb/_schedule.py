@@ -123,7 +123,9 @@ def plan_lease(
         # fresh credentials are never rotated straight away (no fetch loop).
         lead = min(lead, max(0.0, end - granted_at) * policy.max_lead_fraction)
     rotate_at = end - lead
-    if renewable:
+    # A lease already granted up to the hard end cannot be extended: renewing it again only
+    # shrinks the grant until Vault refuses ("past the max TTL"), so rotate instead.
+    if renewable and (hard_end is None or expires < hard_end - 0.5):
         renew_at = min(renewal_time(granted_at, granted_ttl, policy, unit), expires)
         if renew_at < rotate_at:
             return LeasePlan(LeaseAction.RENEW, renew_at)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,7 +27,16 @@ import tenacity
 from . import errors
 from .auth import AuthMethod, TokenAuth
 
-__all__ = ["DynamicSecret", "LoginResult", "StaticSecret", "VaultClient", "VaultSettings"]
+__all__ = [
+    "DynamicSecret",
+    "Health",
+    "LoginResult",
+    "StaticSecret",
+    "TokenInfo",
+    "VaultClient",
+    "VaultSettings",
+    "add_request_observer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +53,39 @@ def _env(*names: str) -> str | None:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+RequestObserver = Callable[[str, str, float, str], None]
+"""``observer(method, path, seconds, outcome)``, called after every Vault HTTP attempt.
+
+``outcome`` is ``"ok"`` or the name of the :mod:`vaultdb.errors` class the failure became.
+Paths never hold a secret (lease ids and tokens travel in bodies and headers)."""
+
+_request_observers: list[RequestObserver] = []
+
+
+def add_request_observer(observer: RequestObserver) -> Callable[[], None]:
+    """Call ``observer`` after every Vault request made by any provider in this process.
+
+    Used by :mod:`vaultdb.integrations.prometheus` for request latency. Observers run on the
+    thread that made the request and must be quick; one that raises is logged and ignored.
+    Returns a function that removes the observer.
+    """
+    _request_observers.append(observer)
+
+    def remove() -> None:
+        if observer in _request_observers:
+            _request_observers.remove(observer)
+
+    return remove
+
+
+def _observe(method: str, path: str, seconds: float, outcome: str) -> None:
+    for observer in list(_request_observers):
+        try:
+            observer(method, path, seconds, outcome)
+        except Exception:
+            logger.exception("Vault request observer %r raised; ignored", observer)
 
 
 @dataclass(frozen=True)
@@ -131,6 +174,28 @@ class StaticSecret:
 
 
 @dataclass(frozen=True)
+class Health:
+    """What ``sys/health`` says (for preflight checks)."""
+
+    initialized: bool
+    sealed: bool
+    standby: bool
+    version: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What ``auth/token/lookup-self`` says about the current token (no secret in it)."""
+
+    accessor: str
+    ttl: float
+    renewable: bool
+    policies: tuple[str, ...]
+    explicit_max_ttl: float
+    period: float
+
+
+@dataclass(frozen=True)
 class Renewal:
     ttl: float
     warnings: tuple[str, ...] = ()
@@ -200,7 +265,7 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
                 f"Vault answered HTTP {status} while trying to {operation}.",
                 hint="Vault's server log and health", request_sent=True, **ctx)
         if _messages_contain(exc, "lease not found", "invalid lease", "lease expired",
-                             "lease is not renewable"):
+                             "lease is not renewable", "past the max ttl"):
             return errors.LeaseNotFoundError(
                 f"Vault no longer knows the lease while trying to {operation}.",
                 hint="nothing: vaultdb fetches fresh credentials", **ctx)
@@ -298,11 +363,17 @@ class VaultClient:
               hint: str | None = None, budget: float | None = None) -> T:
         """Run ``fn`` with error classification and bounded retries."""
         def attempt() -> T:
+            started, outcome = time.perf_counter(), "ok"
             try:
                 return fn()
             except Exception as exc:  # classified below; nothing escapes unclassified
-                raise classify(exc, operation=operation, method=method, path=path,
-                               hint=hint, addr=f"Vault at {self.settings.addr}") from exc
+                error = classify(exc, operation=operation, method=method, path=path,
+                                 hint=hint, addr=f"Vault at {self.settings.addr}")
+                outcome = type(error).__name__
+                raise error from exc
+            finally:
+                if _request_observers:
+                    _observe(method, path, time.perf_counter() - started, outcome)
 
         budget = budget if budget is not None else 3 * self.settings.timeout
         retrying = tenacity.Retrying(
@@ -434,3 +505,27 @@ class VaultClient:
         body = data.get("data", data)
         return {p: list(body.get(p, [])) for p in paths}
 
+    def health(self) -> Health:
+        """``sys/health`` (unauthenticated), answered with 200 whatever the node's state."""
+        params = {"standbyok": "true", "sealedcode": "200", "uninitcode": "200",
+                  "perfstandbyok": "true", "drsecondarycode": "200"}
+
+        def read() -> Health:
+            d = self._client.adapter.get("/v1/sys/health", params=params)
+            return Health(initialized=bool(d.get("initialized")), sealed=bool(d.get("sealed")),
+                          standby=bool(d.get("standby")), version=str(d.get("version") or "?"))
+
+        return self._call(read, operation="read Vault's health", method="GET", path="sys/health")
+
+    def lookup_self(self) -> TokenInfo:
+        """The current token's TTL, renewability and policies (default policy grants it)."""
+        def lookup() -> TokenInfo:
+            d = self._client.auth.token.lookup_self()["data"]
+            return TokenInfo(accessor=str(d.get("accessor") or ""), ttl=float(d.get("ttl") or 0),
+                             renewable=bool(d.get("renewable")),
+                             policies=tuple(d.get("policies") or ()),
+                             explicit_max_ttl=float(d.get("explicit_max_ttl") or 0),
+                             period=float(d.get("period") or 0))
+
+        return self._call(lookup, operation="look up the Vault token", method="GET",
+                          path="auth/token/lookup-self")

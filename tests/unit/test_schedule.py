@@ -46,7 +46,10 @@ def test_fresh_credentials_are_never_rotated_straight_away(granted_at, granted, 
     hard_end = granted_at + end_in
     plan = plan_lease(granted_at=granted_at, granted_ttl=granted, original_ttl=original,
                       renewable=renewable, hard_end=hard_end, policy=policy, unit=unit)
-    usable = min(hard_end, granted_at + granted if not renewable else hard_end) - granted_at
+    expires = granted_at + granted
+    # A lease granted (almost) up to the hard end cannot be extended: it is usable until expiry.
+    extendable = renewable and expires < hard_end - 0.5
+    usable = (hard_end if extendable else min(hard_end, expires)) - granted_at
     if plan.action is LeaseAction.ROTATE:
         assert plan.at - granted_at >= usable * (1 - policy.max_lead_fraction) - 1e-6
 
