@@ -1,1 +1,1 @@
-
+"""``ENGINE = "vaultdb.integrations.django.postgresql"``: Django loads ``.base``."""
