@@ -12,7 +12,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._helpers import database_users_of_role, wait_for
+    from ._helpers import (
+        assert_retired_users_gone,
+        database_users_of_role,
+        revoked_usernames,
+        wait_for,
+    )
     from ._kubernetes import KubernetesStandIn
     from ._openbao import OpenBaoServer
     from ._postgres import ConnInfo, PostgresServer
@@ -32,9 +37,11 @@ __all__ = [
     "OpenBaoServer",
     "PostgresServer",
     "VaultDBStack",
+    "assert_retired_users_gone",
     "database_users_of_role",
     "default_creation_statements",
     "default_revocation_statements",
+    "revoked_usernames",
     "wait_for",
 ]
 
@@ -48,7 +55,9 @@ _LOCATIONS = {
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",
     "KubernetesStandIn": "._kubernetes",
+    "assert_retired_users_gone": "._helpers",
     "database_users_of_role": "._helpers",
+    "revoked_usernames": "._helpers",
     "wait_for": "._helpers",
 }
 

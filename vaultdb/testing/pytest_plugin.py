@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from vaultdb import CredentialProvider
     from vaultdb.testing import VaultDBStack
 
-__all__ = ["vaultdb_role_name", "vaultdb_stack"]
+__all__ = ["vaultdb_provider_factory", "vaultdb_role_name", "vaultdb_stack"]
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +45,47 @@ def vaultdb_role_name(request: pytest.FixtureRequest) -> str:
     """
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:24]
     return f"r{uuid.uuid4().hex[:8]}-{slug}".rstrip("-")
+
+
+@pytest.fixture
+def vaultdb_provider_factory(
+    vaultdb_stack: VaultDBStack, vaultdb_role_name: str, tmp_path: Path
+) -> Iterator[Callable[..., CredentialProvider]]:
+    """Build providers for this test's database role on the stack; all closed at teardown.
+
+    ``make(default_ttl=4, max_ttl=6, drain_seconds=1.0, login="token", token_ttl=600,
+    token_max_ttl=0, role_kwargs=None, **provider_kwargs)`` creates the database role
+    ``vaultdb_role_name`` and returns a provider for it. ``login="token"`` logs in with a token
+    holding the app policy; ``login="kubernetes"`` with a Kubernetes auth role of the same name
+    and the service-account token file ``tmp_path / "sa" / "token"`` (written if missing).
+    With 4 s / 6 s TTLs the first renewal is capped, so each lease rotates about 4.5 s after
+    it was issued: rotations are observable in seconds.
+    """
+    from vaultdb import CredentialProvider, KubernetesAuth, TokenAuth
+
+    made: list[CredentialProvider] = []
+
+    def make(*, default_ttl: int = 4, max_ttl: int = 6, drain_seconds: float = 1.0,
+             login: str = "token", token_ttl: int = 600, token_max_ttl: int = 0,
+             role_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> CredentialProvider:
+        role = vaultdb_role_name
+        vaultdb_stack.create_database_role(role, default_ttl=default_ttl, max_ttl=max_ttl,
+                                           **(role_kwargs or {}))
+        if "auth" not in kwargs and login == "kubernetes":
+            vaultdb_stack.create_kubernetes_role(role, token_ttl=token_ttl,
+                                                 token_max_ttl=token_max_ttl)
+            token_path = tmp_path / "sa" / "token"
+            if not token_path.exists():
+                vaultdb_stack.write_service_account_token(token_path)
+            kwargs["auth"] = KubernetesAuth(role=role, token_path=str(token_path))
+        elif "auth" not in kwargs:
+            kwargs["auth"] = TokenAuth(token=vaultdb_stack.create_token(ttl=token_ttl))
+        kwargs.setdefault("handle_sigterm", False)
+        provider = CredentialProvider(role, vault_addr=vaultdb_stack.vault_addr,
+                                      drain_seconds=drain_seconds, **kwargs)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()

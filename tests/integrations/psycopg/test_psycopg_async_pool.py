@@ -8,26 +8,13 @@ from collections.abc import Callable
 import pytest
 from vaultdb.integrations.psycopg import AsyncConnectionPool
 
-from vaultdb import CredentialProvider, LeaseRevoked
-from vaultdb.testing import VaultDBStack, wait_for
-from vaultdb.testing import database_users_of_role as roles_of
+from vaultdb import CredentialProvider
+from vaultdb.testing import VaultDBStack, assert_retired_users_gone, revoked_usernames
 
 ROTATIONS = 5
 TASKS = 8
 
 
-def revoked_users(provider: CredentialProvider) -> set[str]:
-    users: set[str] = set()
-    provider.subscribe(lambda e: users.add(e.credentials.username), LeaseRevoked)
-    return users
-
-
-def assert_old_users_gone(stack: VaultDBStack, provider: CredentialProvider, role: str,
-                          seen: set[str]) -> None:
-    old = seen - {provider.credentials().username}
-    assert len(old) >= ROTATIONS - 1
-    wait_for(lambda: not (roles_of(stack, role) & old), timeout=15)
-    assert not set(stack.session_users()) & old
 
 
 @pytest.mark.slow
@@ -35,7 +22,7 @@ def test_async_pool_tasks_see_no_error_across_rotations(
         vaultdb_stack: VaultDBStack, vaultdb_role_name: str,
         make_provider: Callable[..., CredentialProvider], conninfo: str) -> None:
     provider = make_provider()
-    revoked = revoked_users(provider)
+    revoked = revoked_usernames(provider)
     seen: set[str] = set()
     errors: list[BaseException] = []
 
@@ -73,4 +60,5 @@ def test_async_pool_tasks_see_no_error_across_rotations(
     count = asyncio.run(asyncio.wait_for(main(), timeout=45))
     assert errors == []
     assert count > 0
-    assert_old_users_gone(vaultdb_stack, provider, vaultdb_role_name, seen)
+    assert_retired_users_gone(vaultdb_stack, provider, vaultdb_role_name, seen,
+                              at_least=ROTATIONS - 1)

@@ -15,26 +15,13 @@ import psycopg
 import pytest
 from vaultdb.integrations.psycopg import ConnectionPool, connect
 
-from vaultdb import CredentialProvider, LeaseCreated, LeaseRevoked
-from vaultdb.testing import VaultDBStack, wait_for
-from vaultdb.testing import database_users_of_role as roles_of
+from vaultdb import CredentialProvider, LeaseCreated
+from vaultdb.testing import VaultDBStack, assert_retired_users_gone, revoked_usernames, wait_for
 
 ROTATIONS = 5
 WORKERS = 4
 
 
-def revoked_users(provider: CredentialProvider) -> set[str]:
-    users: set[str] = set()
-    provider.subscribe(lambda e: users.add(e.credentials.username), LeaseRevoked)
-    return users
-
-
-def assert_old_users_gone(stack: VaultDBStack, provider: CredentialProvider, role: str,
-                          seen: set[str]) -> None:
-    old = seen - {provider.credentials().username}
-    assert len(old) >= ROTATIONS - 1
-    wait_for(lambda: not (roles_of(stack, role) & old), timeout=15)
-    assert not set(stack.session_users()) & old
 
 
 @pytest.mark.slow
@@ -42,7 +29,7 @@ def test_pool_threads_see_no_error_across_rotations(
         vaultdb_stack: VaultDBStack, vaultdb_role_name: str,
         make_provider: Callable[..., CredentialProvider], conninfo: str) -> None:
     provider = make_provider()
-    revoked = revoked_users(provider)
+    revoked = revoked_usernames(provider)
     seen: set[str] = set()
     errors: list[BaseException] = []
     queries = [0] * WORKERS
@@ -74,7 +61,8 @@ def test_pool_threads_see_no_error_across_rotations(
                 t.join()
     assert errors == []
     assert all(n > 0 for n in queries)
-    assert_old_users_gone(vaultdb_stack, provider, vaultdb_role_name, seen)
+    assert_retired_users_gone(vaultdb_stack, provider, vaultdb_role_name, seen,
+                              at_least=ROTATIONS - 1)
 
 
 def test_idle_pool_connections_are_drained_on_rotation(

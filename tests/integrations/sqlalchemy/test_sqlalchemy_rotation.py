@@ -14,29 +14,13 @@ import pytest
 from sqlalchemy import text
 from vaultdb.integrations.sqlalchemy import create_engine
 
-from vaultdb import CredentialProvider, LeaseRevoked
-from vaultdb.testing import VaultDBStack, wait_for
-from vaultdb.testing import database_users_of_role as roles_of
+from vaultdb import CredentialProvider
+from vaultdb.testing import VaultDBStack, assert_retired_users_gone, revoked_usernames, wait_for
 
 ROTATIONS = 5
 THREADS = 4
 
 
-def revoked_users(provider: CredentialProvider) -> set[str]:
-    """Users whose lease the provider revoked (filled in by a listener)."""
-    users: set[str] = set()
-    provider.subscribe(lambda e: users.add(e.credentials.username), LeaseRevoked)
-    return users
-
-
-def assert_old_users_gone(stack: VaultDBStack, provider: CredentialProvider, role: str,
-                          seen: set[str], rotations: int = ROTATIONS) -> None:
-    """Every user but the current one is revoked, dropped, and has no session left."""
-    current = provider.credentials().username
-    old = seen - {current}
-    assert len(old) >= rotations - 1
-    wait_for(lambda: not (roles_of(stack, role) & old), timeout=15)
-    assert not set(stack.session_users()) & old
 
 
 @pytest.mark.slow
@@ -47,7 +31,7 @@ def test_threads_see_no_error_across_rotations(
         make_provider: Callable[..., CredentialProvider], pg_url: Callable[[str], str],
         driver: str, rotations: int) -> None:
     provider = make_provider()
-    revoked = revoked_users(provider)
+    revoked = revoked_usernames(provider)
     engine = create_engine(pg_url(driver), provider=provider, pool_size=THREADS,
                            max_overflow=2)
     seen: set[str] = set()
@@ -77,5 +61,6 @@ def test_threads_see_no_error_across_rotations(
             t.join()
     assert errors == []
     assert all(n > 0 for n in queries)
-    assert_old_users_gone(vaultdb_stack, provider, vaultdb_role_name, seen, rotations)
+    assert_retired_users_gone(vaultdb_stack, provider, vaultdb_role_name, seen,
+                              at_least=rotations - 1)
     engine.dispose()
