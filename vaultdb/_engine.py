@@ -295,7 +295,7 @@ class LeaseEngine:
             self.counters.fetches += 1
             deadline = now + s.ttl + STATIC_GRACE
             creds = Credentials(username=s.username, password=s.password, lease_id=None,
-                                lease_duration=s.ttl, expires_at=wall_clock(deadline, now),
+                                lease_duration=s.ttl, expires_at=wall_clock(deadline),
                                 generation=0, renewable=False, static=True, deadline=deadline)
             return _Held(creds, None, now, s.ttl, s.ttl)
         try:
@@ -313,7 +313,7 @@ class LeaseEngine:
         deadline = self._deadline(now + d.lease_duration)
         creds = Credentials(username=d.username, password=d.password, lease_id=d.lease_id,
                             lease_duration=d.lease_duration,
-                            expires_at=wall_clock(deadline, now), generation=0,
+                            expires_at=wall_clock(deadline), generation=0,
                             renewable=d.renewable, static=False, deadline=deadline)
         return _Held(creds, self.token, now, d.lease_duration, d.lease_duration)
 
@@ -480,7 +480,12 @@ class LeaseEngine:
         delay = self.backoff.delay(self._failures, unit=random.uniform(-1, 1),
                                    time_left=left if left and left > 0 else None)
         if not exc.retryable:
-            delay = max(delay, self.backoff.maximum / 2)
+            # Slow down for errors that need a human (policy, config), but still try again
+            # before the credentials run out: a rewritten token file must be picked up in time.
+            floor = self.backoff.maximum / 2
+            if left is not None and left > 0:
+                floor = min(floor, max(left / 2, 1.0))
+            delay = max(delay, floor)
         self._retry_at = now + delay
         self._record_error(exc, "maintain credentials", will_retry=True)
         level = logging.WARNING if left is None or left > delay else logging.ERROR

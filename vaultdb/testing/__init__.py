@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._faultproxy import FaultProxy
     from ._helpers import (
         assert_retired_users_gone,
         database_users_of_role,
@@ -33,6 +34,7 @@ __all__ = [
     "APP_POLICY",
     "APP_POLICY_HCL",
     "ConnInfo",
+    "FaultProxy",
     "KubernetesStandIn",
     "OpenBaoServer",
     "PostgresServer",
@@ -55,6 +57,7 @@ _LOCATIONS = {
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",
     "KubernetesStandIn": "._kubernetes",
+    "FaultProxy": "._faultproxy",
     "assert_retired_users_gone": "._helpers",
     "database_users_of_role": "._helpers",
     "revoked_usernames": "._helpers",
