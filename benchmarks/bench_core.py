@@ -7,7 +7,7 @@ Prints three results:
 * memory: resident memory a process gains by importing vaultdb and running one provider
   (credentials fetched, renewer thread running), against the same interpreter idle;
 * hot path: the cost of ``provider.credentials()`` against a plain attribute read;
-* Vault load: HTTP requests to Vault per lease TTL, counted at the HTTP session, over a run
+* Vault load: HTTP requests to Vault per lease TTL, counted by a request observer, over a run
   with short TTLs (renewals per TTL; fetches per rotation).
 
 Uses the real stack from ``vaultdb.testing``. Not a test: nothing here asserts a time.
@@ -77,24 +77,22 @@ def measure_hot_path(provider: Any) -> dict[str, float]:
 
 def measure_vault_load(stack: Any, provider_cls: Any, auth: Any, role: str,
                        seconds: float) -> dict[str, float]:
+    from vaultdb._vault import add_request_observer
+
     ttl = 3
     provider = provider_cls(role, auth=auth, vault_addr=stack.vault_addr, drain_seconds=0.5,
                             handle_sigterm=False)
     calls: Counter[str] = Counter()
-    session = provider._engine.vault._client.adapter.session
-    original = session.request
 
-    def counting(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        path = url.split("/v1/", 1)[-1]
-        key = ("creds" if "/creds/" in path else path.split("?")[0])
-        calls[key] += 1
-        return original(method, url, *args, **kwargs)
+    def counting(method: str, path: str, seconds: float, outcome: str) -> None:
+        calls["creds" if "/creds/" in path else path] += 1
 
-    session.request = counting
+    stop_counting = add_request_observer(counting)
     provider.credentials()
     time.sleep(seconds)
     status = provider.status()
     provider.close()
+    stop_counting()
     ttls = seconds / ttl
     return {
         "seconds": seconds, "ttl": ttl, "renew_calls": calls["sys/leases/renew"],

@@ -30,6 +30,7 @@ time; the goals are reported as met or not.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import math
@@ -41,7 +42,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,16 @@ AGENT_APP = _RSS + textwrap.dedent("""
 """)
 
 # The vaultdb app: everything in process. SIGTERM is vaultdb's own handler (revoke, exit 143).
+# PREFETCH=1 is the documented start-up pattern: create the provider first and let it fetch in
+# the background (start(wait=False)) while the app imports the rest (here psycopg).
 VAULTDB_APP = _RSS + textwrap.dedent("""
     import json, os, sys, time
-    import psycopg
     from vaultdb import CredentialProvider, KubernetesAuth
     provider = CredentialProvider(os.environ["ROLE"], auth=KubernetesAuth(
         role=os.environ["AUTH_ROLE"], token_path=os.environ["SA_TOKEN"]), drain_seconds=1)
+    if os.environ.get("PREFETCH") == "1":
+        provider.start(wait=False)
+    import psycopg
     creds = provider.credentials()
     conn = psycopg.connect(user=creds.username, password=creds.password, connect_timeout=10)
     conn.execute("SELECT 1").fetchone()
@@ -308,7 +313,7 @@ def cold_start(b: Bench, runs: int) -> dict[str, Any]:
     """Process start to first query, agent recipe vs vaultdb; RSS of each side."""
     b.stack.create_database_role("coldagnt", default_ttl=120, max_ttl=600)
     b.stack.create_database_role("coldvdb", default_ttl=120, max_ttl=600)
-    agent_path, sidecar_path, vaultdb_path, app_alone = [], [], [], []
+    agent_path, sidecar_path, vaultdb_path, blocking_path, app_alone = [], [], [], [], []
     # The app alone, with credentials already on disk: what neither side can make faster.
     data = b.stack.root_client().read("database/creds/coldagnt")["data"]
     static = b.work / "static-creds"
@@ -322,15 +327,23 @@ def cold_start(b: Bench, runs: int) -> dict[str, Any]:
         if keep:
             app_alone.append(result["first_query"] - t0)
 
-    def vaultdb(keep: bool) -> None:  # one process
-        env = b.env(ROLE="coldvdb", AUTH_ROLE="bench", SA_TOKEN=str(b.sa_token))
-        t0 = time.time()
-        app = b.start_app(VAULTDB_APP, env)
-        result = read_json_line(app)
-        stop(app)
-        if keep:
-            vaultdb_path.append(result["first_query"] - t0)
-            vaultdb_rss.append(result["rss_kib"])
+    def in_process(prefetch: bool) -> Callable[[bool], None]:
+        """vaultdb in one process: start(wait=False) before the app's imports, or on first use."""
+        def measure(keep: bool) -> None:
+            env = b.env(ROLE="coldvdb", AUTH_ROLE="bench", SA_TOKEN=str(b.sa_token),
+                        PREFETCH="1" if prefetch else "0")
+            t0 = time.time()
+            app = b.start_app(VAULTDB_APP, env)
+            result = read_json_line(app)
+            stop(app)
+            if keep and prefetch:
+                vaultdb_path.append(result["first_query"] - t0)
+                vaultdb_rss.append(result["rss_kib"])
+            elif keep:
+                blocking_path.append(result["first_query"] - t0)
+        return measure
+
+    vaultdb, vaultdb_blocking = in_process(prefetch=True), in_process(prefetch=False)
 
     def recipe(keep: bool) -> None:  # init agent renders and exits; then app + sidecar
         before = len(b.users("coldagnt"))
@@ -364,7 +377,7 @@ def cold_start(b: Bench, runs: int) -> dict[str, Any]:
         stop(app)
         stop(sidecar)
 
-    order = [alone, vaultdb, recipe, sidecar_only]
+    order = [alone, vaultdb, recipe, vaultdb_blocking, sidecar_only]
     for i in range(runs + 1):  # the first round warms the page cache and is discarded
         for measure in order if i % 2 else order[::-1]:  # alternate, so drift hits all alike
             measure(bool(i))
@@ -373,7 +386,8 @@ def cold_start(b: Bench, runs: int) -> dict[str, Any]:
         "runs": runs, "app_alone_s": med(app_alone), "app_alone_all": app_alone,
         "round_ratio": med(v / a for v, a in zip(vaultdb_path, agent_path, strict=True)),
         "agent_s": med(agent_path), "sidecar_only_s": med(sidecar_path),
-        "vaultdb_s": med(vaultdb_path),
+        "vaultdb_s": med(vaultdb_path), "blocking_s": med(blocking_path),
+        "blocking_all": blocking_path,
         "agent_all": agent_path, "vaultdb_all": vaultdb_path, "sidecar_all": sidecar_path,
         "agent_rss_mib": med(agent_rss) / 1024, "app_rss_mib": med(app_rss) / 1024,
         "vaultdb_app_rss_mib": med(vaultdb_rss) / 1024,
@@ -530,6 +544,11 @@ def report(c: dict[str, Any], load: dict[str, Any], kill: dict[str, Any], f: dic
         return "met" if ok else "**not met**"
 
     cold_ratio = c["vaultdb_s"] / c["agent_s"]
+    added_ratio = (c["vaultdb_s"] - c["app_alone_s"]) / (c["agent_s"] - c["app_alone_s"])
+    # No in-process client can start faster than the app alone with credentials on disk.
+    bound = c["app_alone_s"] / c["agent_s"]
+    bound_note = (f" (the app alone is already {bound:.2f} of the agent path here, the lower "
+                  "bound for any in-process client; see below)" if cold_ratio > 0.5 else "")
     mem_ratio = c["vaultdb_added_mib"] / c["agent_rss_mib"]
     a, v = load["agent"], load["vaultdb"]
     req_ratio = v["per_pod_hour"] / a["per_pod_hour"]
@@ -553,7 +572,10 @@ def report(c: dict[str, Any], load: dict[str, Any], kill: dict[str, Any], f: dic
         "|---|---|---|---|---|",
         f"| cold start: process start to first `SELECT 1` | {c['agent_s'] * 1000:.0f} ms "
         f"| {c['vaultdb_s'] * 1000:.0f} ms | {cold_ratio:.2f} | at most 0.5: "
-        f"{goal(cold_ratio <= 0.5)} |",
+        f"{goal(cold_ratio <= 0.5)}{bound_note} |",
+        f"| cold start: time added to the app's own start | "
+        f"{(c['agent_s'] - c['app_alone_s']) * 1000:.0f} ms "
+        f"| {(c['vaultdb_s'] - c['app_alone_s']) * 1000:.0f} ms | {added_ratio:.2f} | |",
         f"| memory: agent RSS vs RSS vaultdb adds to the app | {c['agent_rss_mib']:.1f} MiB "
         f"| +{c['vaultdb_added_mib']:.1f} MiB | {mem_ratio:.2f} | under 0.2: "
         f"{goal(mem_ratio < 0.2)} |",
@@ -573,8 +595,11 @@ def report(c: dict[str, Any], load: dict[str, Any], kill: dict[str, Any], f: dic
         "process starts, reads the file, connects and runs `SELECT 1`, while the sidecar agent "
         "starts next to it. The clock starts when the init agent is spawned. Kubernetes' own "
         "per-container start-up (image, sandbox, probes) is not counted, which only flatters "
-        "the agent. *vaultdb*: one Python process imports vaultdb and psycopg, logs in with "
-        "the service-account token, fetches credentials, connects and runs `SELECT 1`.",
+        "the agent. *vaultdb*: one Python process creates its provider and calls "
+        "`start(wait=False)` (the documented start-up pattern), so the login with the "
+        "service-account token and the credentials read run while the app imports psycopg; "
+        "then it connects and runs `SELECT 1`. The *blocking* row is the same app fetching "
+        "on first use instead, after its imports.",
         "",
         "| path | median | all rounds (ms) |",
         "|---|---|---|",
@@ -583,20 +608,30 @@ def report(c: dict[str, Any], load: dict[str, Any], kill: dict[str, Any], f: dic
         f"| sidecar only: agent and app started together, app polls the file | "
         f"{c['sidecar_only_s'] * 1000:.0f} ms | "
         f"{', '.join(f'{x * 1000:.0f}' for x in c['sidecar_all'])} |",
-        f"| vaultdb in process | {c['vaultdb_s'] * 1000:.0f} ms | "
+        f"| vaultdb in process, `start(wait=False)` | {c['vaultdb_s'] * 1000:.0f} ms | "
         f"{', '.join(f'{x * 1000:.0f}' for x in c['vaultdb_all'])} |",
+        f"| vaultdb in process, blocking fetch on first use | {c['blocking_s'] * 1000:.0f} ms "
+        f"| {', '.join(f'{x * 1000:.0f}' for x in c['blocking_all'])} |",
         f"| app alone, credentials already on disk (the floor for both) | "
         f"{c['app_alone_s'] * 1000:.0f} ms | "
         f"{', '.join(f'{x * 1000:.0f}' for x in c['app_alone_all'])} |",
         "",
-        f"Median of the per-round ratios: {c['round_ratio']:.2f}. What each path adds to the "
+        f"Median of the per-round ratios: {c['round_ratio']:.2f}. Both paths end with the "
+        f"same app start (Python, `import psycopg`, connect): {c['app_alone_s'] * 1000:.0f} ms "
+        f"alone, {bound:.2f} of the agent path, so no in-process client, however fast, can "
+        "score below that ratio on this machine (in a real cluster the init container also "
+        "costs a container start, which is not measured here). What each path adds to the "
         "app's own start (Python, psycopg, connect): agent recipe "
         f"{(c['agent_s'] - c['app_alone_s']) * 1000:.0f} ms, vaultdb "
         f"{(c['vaultdb_s'] - c['app_alone_s']) * 1000:.0f} ms "
-        f"({(c['vaultdb_s'] - c['app_alone_s']) / (c['agent_s'] - c['app_alone_s']):.2f}x). "
-        "Most of vaultdb's share is importing it on top of psycopg, and most of that is "
-        "`requests`, pulled in by hvac (`python -X importtime -c 'import psycopg; import "
-        "vaultdb'`); the login and the credentials read are about 15 ms each on loopback.",
+        f"({(c['vaultdb_s'] - c['app_alone_s']) / (c['agent_s'] - c['app_alone_s']):.2f}x); "
+        f"blocking: {(c['blocking_s'] - c['app_alone_s']) * 1000:.0f} ms (ratio "
+        f"{c['blocking_s'] / c['agent_s']:.2f} to the agent path). vaultdb talks to Vault "
+        "through the standard library's `http.client`, so importing it adds no HTTP stack "
+        "(`python -X importtime -c 'import psycopg; import vaultdb'`); with `wait=False` the "
+        "network round trips overlap the app's imports and only vaultdb's own import and CPU "
+        "time remain on the critical path. The agent path cannot overlap: the init container "
+        "must finish before the app starts.",
         "",
         f"Against the sidecar-only variant (no init container, so the app may start before "
         f"the file exists) the ratio is {c['vaultdb_s'] / c['sidecar_only_s']:.2f}. "
@@ -734,6 +769,8 @@ def table(c: dict[str, Any], load: dict[str, Any], kill: dict[str, Any], f: dict
     rows = [
         ("cold start to first query (ms)", f"{c['agent_s'] * 1000:.0f}",
          f"{c['vaultdb_s'] * 1000:.0f}", f"{c['vaultdb_s'] / c['agent_s']:.2f}"),
+        ("  the same, vaultdb blocking on first use (ms)", f"{c['agent_s'] * 1000:.0f}",
+         f"{c['blocking_s'] * 1000:.0f}", f"{c['blocking_s'] / c['agent_s']:.2f}"),
         ("memory: agent RSS / vaultdb adds (MiB)", f"{c['agent_rss_mib']:.1f}",
          f"{c['vaultdb_added_mib']:.1f}", f"{c['vaultdb_added_mib'] / c['agent_rss_mib']:.2f}"),
         (f"Vault requests/pod-hour (TTL {load['ttl']}/{load['max_ttl']}s)",
@@ -772,9 +809,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter load run")
     parser.add_argument("--no-hot-path", action="store_true", help="skip bench_hot_path.py")
     parser.add_argument("--output", type=Path, default=DOC, help="results page to write")
+    parser.add_argument("--cold-only", action="store_true",
+                        help="only the cold start; print it, write nothing")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from vaultdb.testing import VaultDBStack
+
+    # The apps import vaultdb from this checkout; give it the bytecode a pip install compiles,
+    # as psycopg in site-packages has (PYTHONDONTWRITEBYTECODE would otherwise make every
+    # child compile vaultdb from source).
+    for package in ("vaultdb", "integrations"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+    if args.cold_only:
+        with VaultDBStack.start() as stack:
+            cold = cold_start(Bench(stack, args.quick), runs=3 if args.quick else 9)
+        for key in ("agent", "vaultdb", "blocking", "sidecar", "app_alone"):
+            values = cold[f"{key}_all"]
+            print(f"{key:10s} median {statistics.median(values) * 1000:5.0f} ms  "
+                  f"{', '.join(f'{v * 1000:.0f}' for v in values)}")
+        print(f"ratio vaultdb/agent {cold['vaultdb_s'] / cold['agent_s']:.2f} (per round "
+              f"{cold['round_ratio']:.2f}); blocking {cold['blocking_s'] / cold['agent_s']:.2f}")
+        return
 
     began = time.monotonic()
     with VaultDBStack.start() as stack:

@@ -103,6 +103,8 @@ class LeaseEngine:
         self._token_warned = False
         self.last_error: errors.VaultDBError | None = None
         self.last_error_at: float | None = None
+        #: Set by :meth:`shutdown`: nothing may be fetched afterwards, it would never be revoked.
+        self.closed = False
 
     def reset_after_fork(self) -> None:
         """Forget everything inherited from the parent; the child gets its own on first use."""
@@ -124,6 +126,10 @@ class LeaseEngine:
                     f"Timed out after {timeout:.1f}s waiting for credentials for {self.role!r}.",
                     hint="Vault's reachability; the renewer may be stuck on a slow Vault call")
             try:
+                if self.closed:
+                    raise errors.ProviderClosedError(
+                        f"The provider for role {self.role!r} is closed.",
+                        hint="create a new CredentialProvider")
                 current = self.current
                 if current is not None and current.is_valid():
                     return current
@@ -420,6 +426,7 @@ class LeaseEngine:
     def shutdown(self, budget: float) -> None:
         """Revoke every lease and owned token this process holds, within ``budget`` seconds."""
         end = time.monotonic() + budget
+        self.closed = True  # before waiting: a fetch in flight is the last one
         if not self.lock.acquire(timeout=budget):
             logger.warning("vaultdb: could not revoke within %.1fs (a Vault call is in flight); "
                            "leases will expire at their TTL", budget)

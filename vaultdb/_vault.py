@@ -1,12 +1,13 @@
-"""The one place that talks to Vault: hvac calls, timeouts, error classification, retries.
+"""The one place that talks to Vault: endpoints, timeouts, error classification, retries.
 
-Every method turns hvac and ``requests`` exceptions into :mod:`vaultdb.errors` with a hint
-that names what to check. Idempotent calls (login, renew, revoke, lookups) get a few quick
-retries with jittered exponential backoff (tenacity) when Vault is unreachable or answers
-5xx/429. A ``database/creds`` read is retried only when the request surely never reached Vault
-(connection refused): after a timeout it may have created a lease, so the caller decides.
+HTTP goes through :mod:`vaultdb._http` (the standard library). Every method turns its
+failures into :mod:`vaultdb.errors` with a hint that names what to check. Idempotent calls
+(login, renew, revoke, lookups) get a few quick retries with jittered exponential backoff
+(tenacity) when Vault is unreachable or answers 5xx/429. A ``database/creds`` read is retried
+only when the request surely never reached Vault (connection refused): after a timeout it may
+have created a lease, so the caller decides.
 
-hvac's client is not thread-safe; the provider serialises calls with a lock.
+A client holds one token at a time; the provider serialises calls with a lock.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import hvac
-import hvac.exceptions
-import requests
 import tenacity
 
 from . import errors
+from ._http import HTTPStatusError, TransportError, VaultHTTP
 from .auth import AuthMethod, TokenAuth
 
 __all__ = [
@@ -201,11 +200,11 @@ class Renewal:
     warnings: tuple[str, ...] = ()
 
 
-def _vault_errors(exc: hvac.exceptions.VaultError) -> tuple[str, ...]:
+def _clean(errors_: tuple[str, ...]) -> tuple[str, ...]:
     """Vault's error strings, without the multierror wrapping ("1 error occurred: * ...")."""
     cleaned = []
-    for error in exc.errors or ():
-        text = re.sub(r"^\d+ errors? occurred:", "", str(error).strip())
+    for error in errors_:
+        text = re.sub(r"^\d+ errors? occurred:", "", error.strip())
         parts = [part.strip().lstrip("*").strip() for part in text.splitlines()]
         text = "; ".join(" ".join(part.split()) for part in parts if part)
         if text:
@@ -213,73 +212,72 @@ def _vault_errors(exc: hvac.exceptions.VaultError) -> tuple[str, ...]:
     return tuple(cleaned)
 
 
-def _messages_contain(exc: hvac.exceptions.VaultError, *needles: str) -> bool:
-    text = " ".join(_vault_errors(exc)).lower()
+def _contains(vault_errors: tuple[str, ...], *needles: str) -> bool:
+    text = " ".join(vault_errors).lower()
     return any(n in text for n in needles)
 
 
 def classify(exc: BaseException, *, operation: str, method: str, path: str,
              hint: str | None = None, addr: str = "Vault") -> errors.VaultDBError:
-    """Map an hvac / requests exception onto a vaultdb error (never containing a secret)."""
+    """Map a transport failure or a Vault error answer onto a vaultdb error (never a secret)."""
     ctx: dict[str, Any] = {"method": method, "path": path}
     if isinstance(exc, errors.VaultDBError):
         return exc
-    if isinstance(exc, requests.exceptions.SSLError):
-        return errors.TLSConfigurationError(
-            f"TLS verification of Vault failed while trying to {operation}.",
-            hint="VAULT_CACERT (the CA that signed Vault's certificate) and that VAULT_ADDR "
-            "uses the name in the certificate",
-            **ctx,
-        )
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, TransportError):
+        if exc.kind == "tls":
+            return errors.TLSConfigurationError(
+                f"TLS with Vault failed while trying to {operation} ({exc.detail}).",
+                hint="VAULT_CACERT (the CA that signed Vault's certificate), that VAULT_ADDR "
+                "uses the name in the certificate, and VAULT_CLIENT_CERT/VAULT_CLIENT_KEY",
+                **ctx,
+            )
+        if exc.kind == "unreachable":
+            return errors.VaultUnavailableError(
+                f"{addr} is unreachable while trying to {operation} ({exc.detail}).",
+                hint="VAULT_ADDR, DNS and network policy between this pod and Vault",
+                request_sent=False,
+                **ctx,
+            )
+        if exc.kind == "timeout":
+            return errors.VaultUnavailableError(
+                f"{addr} did not answer in time while trying to {operation}.",
+                hint="Vault's health and load; VAULTDB_REQUEST_TIMEOUT",
+                request_sent=True,
+                **ctx,
+            )
         return errors.VaultUnavailableError(
-            f"{addr} is unreachable while trying to {operation}.",
-            hint="VAULT_ADDR, DNS and network policy between this pod and Vault",
-            request_sent=not _never_sent(exc),
+            f"HTTP error talking to Vault while trying to {operation}: {exc.detail}.",
+            hint="VAULT_ADDR and whatever sits between this process and Vault",
+            request_sent=exc.sent,
             **ctx,
         )
-    if isinstance(exc, requests.exceptions.Timeout):
-        return errors.VaultUnavailableError(
-            f"{addr} did not answer in time while trying to {operation}.",
-            hint="Vault's health and load; VAULTDB_REQUEST_TIMEOUT",
-            request_sent=True,
-            **ctx,
-        )
-    if isinstance(exc, requests.exceptions.RequestException):
-        return errors.VaultUnavailableError(
-            f"HTTP error talking to Vault while trying to {operation}: {type(exc).__name__}.",
-            hint="VAULT_ADDR and the network path to Vault",
-            request_sent=True,
-            **ctx,
-        )
-    if isinstance(exc, hvac.exceptions.VaultError):
-        status = _status_of(exc)
-        ctx.update(status=status, vault_errors=_vault_errors(exc))
-        if isinstance(exc, hvac.exceptions.VaultDown) or _messages_contain(exc, "sealed"):
+    if isinstance(exc, HTTPStatusError):
+        status, found = exc.status, _clean(exc.errors)
+        ctx.update(status=status, vault_errors=found)
+        if status == 503 or _contains(found, "sealed"):
             return errors.VaultUnavailableError(
                 f"Vault is sealed or in standby while trying to {operation}.",
                 hint="unseal Vault or check its HA status", request_sent=True, **ctx)
-        if isinstance(exc, (hvac.exceptions.RateLimitExceeded, hvac.exceptions.InternalServerError,
-                            hvac.exceptions.BadGateway, hvac.exceptions.UnexpectedError)):
+        if status >= 500 or status in (412, 429):
             return errors.VaultUnavailableError(
                 f"Vault answered HTTP {status} while trying to {operation}.",
                 hint="Vault's server log and health", request_sent=True, **ctx)
-        if _messages_contain(exc, "lease not found", "invalid lease", "lease expired",
-                             "lease is not renewable", "past the max ttl"):
+        if _contains(found, "lease not found", "invalid lease", "lease expired",
+                     "lease is not renewable", "past the max ttl"):
             return errors.LeaseNotFoundError(
                 f"Vault no longer knows the lease while trying to {operation}.",
                 hint="nothing: vaultdb fetches fresh credentials", **ctx)
-        if isinstance(exc, hvac.exceptions.Forbidden):
+        if status == 403:
             return errors.PermissionDeniedError(
                 f"Permission denied while trying to {operation}.",
                 hint=hint or "the Vault policy attached to this login grants the capability "
                 f"needed on {path}", **ctx)
-        if isinstance(exc, hvac.exceptions.Unauthorized):
+        if status == 401:
             return errors.AuthenticationError(
                 f"Vault rejected the token while trying to {operation}.",
                 hint="the auth method and its credentials", **ctx)
-        if isinstance(exc, hvac.exceptions.InvalidPath) or _messages_contain(
-                exc, "unknown role", "no handler for route", "role not found"):
+        if status == 404 or _contains(found, "unknown role", "no handler for route",
+                                      "role not found"):
             return errors.SecretPathError(
                 f"Nothing at {path} while trying to {operation}.",
                 hint=hint or "the secrets engine mount and role name", **ctx)
@@ -293,29 +291,6 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
             request_sent=True, **ctx)
     return errors.VaultDBError(
         f"Unexpected error while trying to {operation}: {type(exc).__name__}.", **ctx)
-
-
-def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
-    """True when the connection failed before the request could be written."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    text = repr(exc)
-    return any(s in text for s in ("NewConnectionError", "Connection refused",
-                                   "Failed to establish", "NameResolutionError"))
-
-
-def _status_of(exc: hvac.exceptions.VaultError) -> int | None:
-    table = {
-        hvac.exceptions.InvalidRequest: 400, hvac.exceptions.Unauthorized: 401,
-        hvac.exceptions.Forbidden: 403, hvac.exceptions.InvalidPath: 404,
-        hvac.exceptions.RateLimitExceeded: 429, hvac.exceptions.InternalServerError: 500,
-        hvac.exceptions.VaultNotInitialized: 501, hvac.exceptions.BadGateway: 502,
-        hvac.exceptions.VaultDown: 503,
-    }
-    for cls, code in table.items():
-        if isinstance(exc, cls):
-            return code
-    return None
 
 
 def _retry_safe(exc: BaseException) -> bool:
@@ -333,28 +308,23 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
 
 
 class VaultClient:
-    """A thin, typed facade over one ``hvac.Client``."""
+    """Typed Vault endpoints with classified errors and bounded retries; holds one token."""
 
     def __init__(self, settings: VaultSettings, *, attempts: int = 3) -> None:
         self.settings = settings
         self._attempts = attempts
-        self._client = self._new_client(token=None)
+        self._http = VaultHTTP(settings.addr, timeout=settings.timeout, verify=settings.verify,
+                               client_cert=settings.client_cert, namespace=settings.namespace)
+        self.token: str | None = None
 
     def __repr__(self) -> str:
         return f"VaultClient(addr={self.settings.addr!r})"
 
-    def _new_client(self, token: str | None) -> hvac.Client:
-        s = self.settings
-        return hvac.Client(url=s.addr, token=token, namespace=s.namespace, verify=s.verify,
-                           cert=s.client_cert, timeout=s.timeout)
-
-    @property
-    def token(self) -> str | None:
-        return self._client.token  # type: ignore[no-any-return]
-
-    @token.setter
-    def token(self, value: str | None) -> None:
-        self._client.token = value
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+                 params: dict[str, str] | None = None, token: str | None = None
+                 ) -> dict[str, Any]:
+        return self._http.request(method, path, token=token or self.token, body=body,
+                                  params=params)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -391,10 +361,10 @@ class VaultClient:
         """Log in with ``auth`` (re-reading its token file) and use the new token."""
         if isinstance(auth, TokenAuth):
             token = auth.read_token()
-            self._client.token = token
+            self.token = token
 
             def lookup() -> LoginResult:
-                info = self._client.auth.token.lookup_self()["data"]
+                info = self._request("GET", "auth/token/lookup-self")["data"]
                 return LoginResult(token=token, accessor=info.get("accessor", ""),
                                    ttl=float(info.get("ttl") or 0),
                                    renewable=bool(info.get("renewable")), owned=False)
@@ -406,10 +376,10 @@ class VaultClient:
                 raise self.login_error(exc, auth) from exc
         payload = auth.login_payload()
         path = f"auth/{auth.mount}/login"
-        self._client.token = None
+        self.token = None
 
         def login() -> LoginResult:
-            a = self._client.adapter.post(f"/v1/{path}", json=payload)["auth"]
+            a = self._request("POST", path, payload)["auth"]
             return LoginResult(token=a["client_token"], accessor=a.get("accessor", ""),
                                ttl=float(a.get("lease_duration") or 0),
                                renewable=bool(a.get("renewable")), owned=True)
@@ -419,7 +389,7 @@ class VaultClient:
                                 method="POST", path=path, hint=auth.login_hint())
         except errors.VaultDBError as exc:
             raise self.login_error(exc, auth) from exc
-        self._client.token = result.token
+        self.token = result.token
         return result
 
     def login_error(self, exc: errors.VaultDBError, auth: AuthMethod) -> errors.VaultDBError:
@@ -434,7 +404,7 @@ class VaultClient:
 
     def renew_self(self, increment: int) -> Renewal:
         def renew() -> Renewal:
-            data = self._client.auth.token.renew_self(increment=increment)
+            data = self._request("POST", "auth/token/renew-self", {"increment": increment})
             return Renewal(ttl=float(data["auth"]["lease_duration"]),
                            warnings=tuple(data.get("warnings") or ()))
 
@@ -443,8 +413,8 @@ class VaultClient:
 
     def revoke_token(self, token: str) -> None:
         """Revoke a token this process created (it takes its leases with it)."""
-        client = self._new_client(token=token)
-        self._call(lambda: client.auth.token.revoke_self(), operation="revoke the login token",
+        self._call(lambda: self._request("POST", "auth/token/revoke-self", token=token),
+                   operation="revoke the login token",
                    method="POST", path="auth/token/revoke-self",
                    budget=self.settings.timeout)
 
@@ -454,7 +424,7 @@ class VaultClient:
         """Create new dynamic credentials. Never retried once the request may have been sent."""
         path = f"{mount}/creds/{role}"
         def read() -> DynamicSecret:
-            data = self._client.adapter.get(f"/v1/{path}")
+            data = self._request("GET", path)
             return DynamicSecret(
                 username=data["data"]["username"], password=data["data"]["password"],
                 lease_id=data["lease_id"], lease_duration=float(data["lease_duration"]),
@@ -469,7 +439,7 @@ class VaultClient:
     def read_static(self, mount: str, role: str) -> StaticSecret:
         path = f"{mount}/static-creds/{role}"
         def read() -> StaticSecret:
-            d = self._client.adapter.get(f"/v1/{path}")["data"]
+            d = self._request("GET", path)["data"]
             return StaticSecret(username=d["username"], password=d["password"],
                                 ttl=float(d.get("ttl") or 0))
 
@@ -481,7 +451,8 @@ class VaultClient:
 
     def renew_lease(self, lease_id: str, increment: int) -> Renewal:
         def renew() -> Renewal:
-            data = self._client.sys.renew_lease(lease_id=lease_id, increment=increment)
+            data = self._request("PUT", "sys/leases/renew",
+                                 {"lease_id": lease_id, "increment": increment})
             return Renewal(ttl=float(data["lease_duration"]),
                            warnings=tuple(data.get("warnings") or ()))
 
@@ -492,15 +463,15 @@ class VaultClient:
     def revoke_lease(self, lease_id: str, *, budget: float | None = None) -> None:
         """Revoke synchronously, so the database user is gone when this returns."""
         self._call(
-            lambda: self._client.adapter.put("/v1/sys/leases/revoke",
-                                             json={"lease_id": lease_id, "sync": True}),
+            lambda: self._request("PUT", "sys/leases/revoke",
+                                  {"lease_id": lease_id, "sync": True}),
             operation="revoke the database lease", method="PUT", path="sys/leases/revoke",
             hint="the policy grants 'update' on sys/leases/revoke", budget=budget)
 
     def capabilities(self, paths: list[str]) -> dict[str, list[str]]:
         """The current token's capabilities on ``paths`` (for preflight checks)."""
         data = self._call(
-            lambda: self._client.adapter.post("/v1/sys/capabilities-self", json={"paths": paths}),
+            lambda: self._request("POST", "sys/capabilities-self", {"paths": paths}),
             operation="read token capabilities", method="POST", path="sys/capabilities-self")
         body = data.get("data", data)
         return {p: list(body.get(p, [])) for p in paths}
@@ -511,7 +482,7 @@ class VaultClient:
                   "perfstandbyok": "true", "drsecondarycode": "200"}
 
         def read() -> Health:
-            d = self._client.adapter.get("/v1/sys/health", params=params)
+            d = self._request("GET", "sys/health", params=params)
             return Health(initialized=bool(d.get("initialized")), sealed=bool(d.get("sealed")),
                           standby=bool(d.get("standby")), version=str(d.get("version") or "?"))
 
@@ -520,7 +491,7 @@ class VaultClient:
     def lookup_self(self) -> TokenInfo:
         """The current token's TTL, renewability and policies (default policy grants it)."""
         def lookup() -> TokenInfo:
-            d = self._client.auth.token.lookup_self()["data"]
+            d = self._request("GET", "auth/token/lookup-self")["data"]
             return TokenInfo(accessor=str(d.get("accessor") or ""), ttl=float(d.get("ttl") or 0),
                              renewable=bool(d.get("renewable")),
                              policies=tuple(d.get("policies") or ()),

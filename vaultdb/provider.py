@@ -27,7 +27,7 @@ from ._schedule import SchedulePolicy
 from ._vault import VaultSettings
 from .auth import AuthMethod, auth_from_env
 from .credentials import Credentials
-from .errors import ConfigurationError, ProviderClosedError
+from .errors import ConfigurationError, ProviderClosedError, VaultDBError
 from .settings import env_bool, env_float
 
 __all__ = ["CredentialProvider", "ProviderState", "ProviderStatus"]
@@ -209,10 +209,31 @@ class CredentialProvider:
             engine.current = None if current is None else current.with_deadline(0.0)
         return self.credentials(timeout)
 
-    def start(self) -> CredentialProvider:
-        """Fetch credentials now and start the renewer (otherwise done on first use)."""
-        self.credentials()
+    def start(self, *, wait: bool = True) -> CredentialProvider:
+        """Fetch credentials now and start the renewer (otherwise done on first use).
+
+        ``wait=False`` returns at once and fetches on a background thread, so the login and
+        the credentials read overlap with whatever the process does next (importing the rest
+        of the app, building its engine). The first :meth:`credentials` call then waits only
+        for what is left of that fetch. A failure is logged, never lost: that call retries and
+        raises the typed error itself.
+        """
+        if wait:
+            self.credentials()
+            return self
+        self._check_open()
+        threading.Thread(target=self._prefetch, name=f"vaultdb-{self.role}-prefetch",
+                         daemon=True).start()
         return self
+
+    def _prefetch(self) -> None:
+        try:
+            self.credentials()
+        except ProviderClosedError:
+            pass
+        except VaultDBError as exc:
+            logger.warning("vaultdb: fetching credentials for role %r in the background failed "
+                           "(%s); the first credentials() call retries", self.role, exc)
 
     # -- events and status ------------------------------------------------------------------
 

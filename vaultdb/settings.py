@@ -26,6 +26,8 @@ ENVIRONMENT: tuple[EnvSetting, ...] = (
     EnvSetting("VAULT_SKIP_VERIFY", "false", "Skip TLS verification (tests only)."),
     EnvSetting("VAULT_CLIENT_CERT", "", "Client certificate for TLS client auth."),
     EnvSetting("VAULT_CLIENT_KEY", "", "Key of VAULT_CLIENT_CERT."),
+    EnvSetting("HTTPS_PROXY", "", "Proxy for an https:// Vault (HTTP_PROXY for http://, "
+               "ALL_PROXY for both); hosts in NO_PROXY bypass it."),
     EnvSetting("VAULTDB_ROLE", "(required)", "Database secrets engine role."),
     EnvSetting("VAULTDB_MOUNT", "database", "Mount path of the database secrets engine."),
     EnvSetting("VAULTDB_STATIC", "false", "Use a static role (static-creds/<role>)."),

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -92,8 +93,11 @@ class OpenBaoServer:
         root_token: str | None = None,
         bao_bin: str | None = None,
         watchdog: Watchdog | None = None,
+        tls: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
+        #: ``-dev-tls``: https with a CA that OpenBao generates (see :attr:`ca_cert`).
+        self.tls = tls
         self.port = port or 0
         self._fixed_port = port is not None
         self._root_token = root_token or f"root-{secrets.token_hex(16)}"
@@ -110,7 +114,12 @@ class OpenBaoServer:
     @property
     def addr(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321`` (what ``VAULT_ADDR`` should be)."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path | None:
+        """With ``tls=True``: the PEM of the CA that signed the server's certificate."""
+        return self.workdir / "tls" / "vault-ca.pem" if self.tls else None
 
     @property
     def root_token(self) -> str:
@@ -129,7 +138,8 @@ class OpenBaoServer:
         """An hvac client for this server (root token unless *token* is given)."""
         import hvac
 
-        return hvac.Client(url=self.addr, token=token or self._root_token, timeout=timeout)
+        return hvac.Client(url=self.addr, token=token or self._root_token, timeout=timeout,
+                           verify=str(self.ca_cert) if self.ca_cert else True)
 
     def _env(self) -> dict[str, str]:
         # Inherited VAULT_*/BAO_* settings (a developer's real VAULT_ADDR, a token file
@@ -167,6 +177,9 @@ class OpenBaoServer:
             "-dev-no-store-token",
             "-log-level=info",
         ]
+        if self.tls:
+            (self.workdir / "tls").mkdir(exist_ok=True)
+            cmd += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir / 'tls'}"]
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== vaultdb: starting OpenBao on port {self.port} ===\n".encode())
@@ -204,7 +217,13 @@ class OpenBaoServer:
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=1) as resp:
+            context = None
+            if self.ca_cert is not None:
+                if not self.ca_cert.exists():
+                    return False
+                context = ssl.create_default_context(cafile=str(self.ca_cert))
+            with urllib.request.urlopen(f"{self.addr}/v1/sys/health", timeout=1,
+                                        context=context) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False

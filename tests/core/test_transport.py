@@ -1,0 +1,247 @@
+"""The standard-library HTTP transport against real OpenBao: TLS, proxies, redirects, imports.
+
+OpenBao runs for real (``-dev-tls`` for the TLS cases). The forward proxy and the redirecting
+front below are minimal stand-ins speaking plain HTTP/1.1 (absolute-URI requests, CONNECT
+tunnels, 307 answers); no real proxy server can be installed here.
+"""
+
+from __future__ import annotations
+
+import http.server
+import select
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vaultdb import CredentialProvider, TokenAuth
+from vaultdb._vault import VaultClient, VaultSettings
+from vaultdb.errors import TLSConfigurationError, VaultUnavailableError
+from vaultdb.testing import VaultDBStack
+from vaultdb.testing._openbao import OpenBaoServer
+
+
+@pytest.fixture(scope="module")
+def tls_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBaoServer]:
+    server = OpenBaoServer(tmp_path_factory.mktemp("openbao-tls"), tls=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def client(addr: str, **settings: object) -> VaultClient:
+    return VaultClient(VaultSettings(addr=addr, timeout=3, **settings))  # type: ignore[arg-type]
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+def test_unknown_ca_is_a_tls_error_naming_vault_cacert(tls_vault: OpenBaoServer) -> None:
+    with pytest.raises(TLSConfigurationError) as info:
+        client(tls_vault.addr).health()
+    assert "VAULT_CACERT" in str(info.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value) or "certificate" in str(info.value)
+
+
+def test_ca_bundle_verifies_and_token_login_works(tls_vault: OpenBaoServer) -> None:
+    vault = client(tls_vault.addr, verify=str(tls_vault.ca_cert))
+    assert vault.health().initialized
+    login = vault.login(TokenAuth(token=tls_vault.root_token))
+    assert login.owned is False
+    assert "root" in vault.lookup_self().policies
+
+
+def test_vault_cacert_and_skip_verify_from_the_environment(
+        tls_vault: OpenBaoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAULT_CACERT", str(tls_vault.ca_cert))
+    assert VaultClient(VaultSettings.resolve(tls_vault.addr)).health().initialized
+    monkeypatch.delenv("VAULT_CACERT")
+    monkeypatch.setenv("VAULT_SKIP_VERIFY", "true")
+    assert VaultClient(VaultSettings.resolve(tls_vault.addr)).health().initialized
+
+
+def test_host_name_in_the_certificate_is_checked(tls_vault: OpenBaoServer) -> None:
+    """The dev certificate names localhost; any other name fails the check, not the call."""
+    by_name = tls_vault.addr.replace("127.0.0.1", "localhost")
+    assert client(by_name, verify=str(tls_vault.ca_cert)).health().initialized
+
+
+def test_missing_client_certificate_is_a_tls_error(tls_vault: OpenBaoServer,
+                                                  tmp_path: Path) -> None:
+    vault = client(tls_vault.addr, verify=str(tls_vault.ca_cert),
+                   client_cert=(str(tmp_path / "nope.pem"), str(tmp_path / "nope.key")))
+    with pytest.raises(TLSConfigurationError) as info:
+        vault.health()
+    assert "VAULT_CLIENT_CERT" in str(info.value)
+
+
+def test_plain_http_to_a_tls_listener_says_use_https(tls_vault: OpenBaoServer) -> None:
+    with pytest.raises(TLSConfigurationError) as info:
+        client(tls_vault.addr.replace("https://", "http://")).health()
+    assert "VAULT_ADDR must use https://" in str(info.value)
+
+
+# -- proxies -------------------------------------------------------------------------------------
+
+class ForwardProxy(socketserver.ThreadingTCPServer):
+    """A minimal HTTP forward proxy stand-in: absolute-URI requests and CONNECT tunnels."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    server: ForwardProxy
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_CONNECT(self) -> None:
+        self.server.seen.append(f"CONNECT {self.path}")
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=5)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        sockets = [self.connection, upstream]
+        while True:
+            readable, _, _ = select.select(sockets, [], [], 5)
+            if not readable:
+                break
+            for sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    upstream.close()
+                    return
+                (upstream if sock is self.connection else self.connection).sendall(data)
+
+    def _forward(self) -> None:
+        self.server.seen.append(f"{self.command} {self.path}")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        request = urllib.request.Request(self.path, data=body, headers=headers,
+                                         method=self.command)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                status, payload = answer.status, answer.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = _forward
+
+
+@pytest.fixture
+def forward_proxy() -> Iterator[ForwardProxy]:
+    proxy = ForwardProxy()
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_http_proxy_is_honoured_and_no_proxy_bypasses_it(
+        vaultdb_stack: VaultDBStack, forward_proxy: ForwardProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    token = vaultdb_stack.create_token()
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    vault = client(vaultdb_stack.vault_addr)
+    vault.login(TokenAuth(token=token))
+    assert forward_proxy.seen == [
+        f"GET {vaultdb_stack.vault_addr}/v1/auth/token/lookup-self"]
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    vault.health()
+    assert len(forward_proxy.seen) == 1
+
+
+def test_https_proxy_tunnels_with_connect(tls_vault: OpenBaoServer, forward_proxy: ForwardProxy,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert client(tls_vault.addr, verify=str(tls_vault.ca_cert)).health().initialized
+    assert forward_proxy.seen == [f"CONNECT 127.0.0.1:{tls_vault.port}"]
+
+
+def test_unreachable_proxy_is_unavailable_and_never_sent(
+        vaultdb_stack: VaultDBStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(VaultUnavailableError) as info:
+        client(vaultdb_stack.vault_addr).health()
+    assert info.value.request_sent is False
+
+
+# -- redirects (a standby node answering 307) ----------------------------------------------------
+
+@pytest.fixture
+def redirecting_front(vaultdb_stack: VaultDBStack) -> Iterator[str]:
+    """Answers every request with 307 to the real server, as a Vault standby node can."""
+    target = vaultdb_stack.vault_addr
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _redirect(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self.send_response(307)
+            self.send_header("Location", f"{target}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = _redirect
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_307_keeps_method_and_body(vaultdb_stack: VaultDBStack, redirecting_front: str,
+                                   tmp_path: Path) -> None:
+    """A whole provider through the redirecting front: login (POST), creds (GET), revoke (PUT)."""
+    role = "transport-307"
+    vaultdb_stack.create_database_role(role, default_ttl=60, max_ttl=120)
+    with CredentialProvider(role, vault_addr=redirecting_front, handle_sigterm=False,
+                            auth=TokenAuth(token=vaultdb_stack.create_token())) as provider:
+        creds = provider.credentials()
+        assert creds.username
+    assert creds.username not in vaultdb_stack.dynamic_db_roles()
+
+
+# -- import cost ---------------------------------------------------------------------------------
+
+def test_importing_vaultdb_does_not_import_requests_or_hvac() -> None:
+    """requests alone costs more start-up time than a login and a credentials read."""
+    code = ("import sys, vaultdb, vaultdb.integrations.sqlalchemy, vaultdb.integrations.psycopg;"
+            "print(sorted(m for m in ('requests', 'hvac', 'urllib3', 'urllib.request')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,218 @@
+"""Vault's HTTP API over the standard library (``http.client``), for :mod:`vaultdb._vault`.
+
+Why not hvac/requests here: importing requests costs more start-up time than the login and
+the credentials read together (measured in ``docs/benchmarks-agent.md``), and vaultdb needs
+six endpoints. hvac stays the full-API client for setup and tests (:mod:`vaultdb.testing`).
+
+What this module guarantees, so :func:`vaultdb._vault.classify` can decide about retries:
+
+* every failure is a :class:`HTTPStatusError` (Vault answered) or a :class:`TransportError`
+  whose ``sent`` says whether the request may have reached Vault;
+* every socket operation is bounded by ``timeout``;
+* nothing secret (token header, request body, response body) is put in an exception: only
+  the status and Vault's own ``errors`` strings.
+
+One connection per request: Vault calls are rare (a few per lease TTL), and a reused
+keep-alive connection that the server closed would turn a safe request into one that "may
+have been sent", which a credentials read must not retry.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+__all__ = ["HTTPStatusError", "TransportError", "VaultHTTP"]
+
+#: 307/308 from a standby node keep method and body; follow a few, as the Vault CLI does.
+MAX_REDIRECTS = 3
+
+
+class TransportError(Exception):
+    """The request got no HTTP answer. ``kind`` is tls, unreachable, timeout or protocol."""
+
+    def __init__(self, kind: str, detail: str, *, sent: bool) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.sent = sent
+
+
+class HTTPStatusError(Exception):
+    """Vault answered with a non-2xx status. ``errors`` are Vault's own error strings."""
+
+    def __init__(self, status: int, errors: tuple[str, ...]) -> None:
+        super().__init__(f"HTTP {status}: {'; '.join(errors) or 'no error text'}")
+        self.status = status
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+
+
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    default = 443 if scheme == "https" else 80
+    return _Target(scheme, parts.hostname or "", parts.port or default)
+
+
+def _proxy_for(target: _Target) -> _Target | None:
+    """The proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, as requests honoured it.
+
+    urllib.request (which parses these the standard way) is imported only when a proxy
+    variable is set, so the common case pays nothing for it.
+    """
+    if not any(k.lower() in {"http_proxy", "https_proxy", "all_proxy"} for k in os.environ):
+        return None
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(target.host, proxies):
+        return None
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"
+    found = _target(proxy)
+    return found if found.host else None
+
+
+def _vault_errors(body: bytes) -> tuple[str, ...]:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return ()
+    found = data.get("errors") if isinstance(data, dict) else None
+    return tuple(str(e) for e in found) if isinstance(found, list) else ()
+
+
+class VaultHTTP:
+    """Sends one JSON request to Vault and returns the decoded answer."""
+
+    def __init__(self, addr: str, *, timeout: float, verify: bool | str = True,
+                 client_cert: tuple[str, str] | None = None,
+                 namespace: str | None = None) -> None:
+        self.addr = addr.rstrip("/")
+        self.timeout = timeout
+        self.namespace = namespace
+        self._verify = verify
+        self._client_cert = client_cert
+        self._ssl: ssl.SSLContext | None = None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """Built on first https use: VAULT_CACERT, VAULT_SKIP_VERIFY, client certificate."""
+        if self._ssl is None:
+            verify = self._verify
+            context = ssl.create_default_context(
+                cafile=verify if isinstance(verify, str) else None)
+            if verify is False:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if self._client_cert:
+                try:
+                    context.load_cert_chain(*self._client_cert)
+                except (OSError, ssl.SSLError) as exc:
+                    raise TransportError(
+                        "tls", f"cannot load the client certificate: {type(exc).__name__}",
+                        sent=False) from None
+            self._ssl = context
+        return self._ssl
+
+    def request(self, method: str, path: str, *, token: str | None = None,
+                body: dict[str, Any] | None = None,
+                params: dict[str, str] | None = None) -> dict[str, Any]:
+        """``method`` ``/v1/<path>``; the JSON answer (``{}`` for 204). Raises the two errors."""
+        url = f"{self.addr}/v1/{path}"
+        if params:
+            url = f"{url}?{urlencode(params)}"
+        headers = {"X-Vault-Request": "true", "Accept": "application/json",
+                   "Connection": "close"}
+        if token:
+            headers["X-Vault-Token"] = token
+        if self.namespace:
+            headers["X-Vault-Namespace"] = self.namespace
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for _ in range(MAX_REDIRECTS + 1):
+            status, location, answer = self._send(method, url, headers, payload)
+            if status in (307, 308) and location:
+                following = location if "://" in location else f"{self.addr}{location}"
+                if url.startswith("https://") and not following.startswith("https://"):
+                    raise TransportError("tls", "Vault redirected from https to plain http; "
+                                         "not followed (the token would travel in clear)",
+                                         sent=True)
+                url = following
+                continue
+            break
+        if status == 400 and b"HTTP request to an HTTPS server" in answer:
+            raise TransportError("tls", "the server speaks TLS: VAULT_ADDR must use https://",
+                                 sent=False)
+        if not 200 <= status < 300:
+            raise HTTPStatusError(status, _vault_errors(answer))
+        if status == 204 or not answer.strip():
+            return {}
+        try:
+            data = json.loads(answer)
+        except ValueError:  # a fresh error: JSONDecodeError keeps the whole body in .doc
+            raise ValueError("Vault's answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("Vault's answer is not a JSON object")
+        return data
+
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              payload: bytes | None) -> tuple[int, str | None, bytes]:
+        target = _target(url)
+        proxy = _proxy_for(target)
+        hop = proxy or target
+        conn: http.client.HTTPConnection
+        if target.scheme == "https":
+            conn = http.client.HTTPSConnection(hop.host, hop.port, timeout=self.timeout,
+                                               context=self._ssl_context())
+            if proxy:
+                conn.set_tunnel(target.host, target.port)
+            request_target = url[url.index("/", len("https://")):]
+        else:
+            conn = http.client.HTTPConnection(hop.host, hop.port, timeout=self.timeout)
+            request_target = url if proxy else url[url.index("/", len("http://")):]
+        try:
+            try:
+                conn.connect()
+            except ssl.SSLError as exc:
+                raise TransportError("tls", _reason(exc), sent=False) from None
+            except (TimeoutError, OSError) as exc:
+                raise TransportError("unreachable", _reason(exc), sent=False) from None
+            try:
+                conn.request(method, request_target, body=payload, headers=headers)
+                response = conn.getresponse()
+                return response.status, response.getheader("Location"), response.read()
+            except TimeoutError:
+                raise TransportError("timeout", "no answer in time", sent=True) from None
+            except (http.client.HTTPException, OSError) as exc:
+                raise TransportError("protocol", _reason(exc), sent=True) from None
+        finally:
+            conn.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The exception's class and its OS/TLS reason: never a request or response body."""
+    if isinstance(exc, ssl.SSLError):
+        detail = getattr(exc, "verify_message", None) or exc.reason or ""
+        return f"{type(exc).__name__}: {detail}".rstrip(": ")
+    if isinstance(exc, socket.gaierror):
+        return f"name resolution failed ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
