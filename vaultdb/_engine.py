@@ -394,6 +394,13 @@ class LeaseEngine:
         creds = held.credentials
         if creds.lease_id is None:
             return
+        token = held.token
+        if token is not None and token.expires is not None and token.expires <= time.monotonic():
+            # Vault revoked the lease together with the token that created it; asking again
+            # would only earn a 403 (the current token may be that same dead one).
+            logger.debug("lease %s ended with its login token; nothing to revoke",
+                         creds.lease_id)
+            return
         try:
             self.vault.revoke_lease(creds.lease_id, budget=budget)
         except errors.LeaseNotFoundError:

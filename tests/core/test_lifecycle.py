@@ -172,3 +172,24 @@ def test_revocation_is_bounded_when_vault_is_frozen(make_provider, vaultdb_stack
     # (pytest-timeout would catch a hang); the lease is left to its TTL.
     assert elapsed < 60
     vaultdb_stack.root_client().sys.revoke_lease(creds.lease_id)
+
+
+def test_close_after_the_login_token_died_revokes_nothing_and_warns_nothing(
+        make_provider, vaultdb_stack, token_file, caplog):
+    """Vault revoked the lease with its token; close() must not report a misleading 403."""
+    import logging
+
+    from vaultdb.testing import wait_for
+
+    provider = make_provider(default_ttl=30, max_ttl=60, token_ttl=3, token_max_ttl=3)
+    creds = provider.credentials()
+    token_file.write_text("not-a-jwt")  # every re-login fails: the login token runs out
+    wait_for(lambda: (provider.status().token_seconds_left or 0) < -0.5, timeout=15)
+    # Vault's expiration manager revoked the lease with the token: the user is gone.
+    wait_for(lambda: creds.username not in roles_of(vaultdb_stack, provider.role), timeout=30)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="vaultdb")
+    provider.close()
+    assert not [r for r in caplog.records
+                if r.levelno >= logging.WARNING and "revoke" in r.getMessage()]
+    assert "ended with its login token" in caplog.text
