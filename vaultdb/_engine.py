@@ -354,17 +354,27 @@ class LeaseEngine:
             self._release_unused_tokens()
 
     def _with_relogin(self, call: Callable[[], _T]) -> _T:
-        """Run a Vault call; on 403 log in again once (the token may be dead), then report."""
+        """Run a Vault call; on 403 log in again once if the token is dead, then report."""
         try:
             return call()
         except errors.PermissionDeniedError:
-            if self.token is not None and self.token.issued_at > time.monotonic() - 1.0:
-                raise  # just logged in: the policy, not the token, is the problem
+            if self.token is not None and self._token_alive():
+                raise  # the token works: the policy, not the token, is the problem
             logger.warning("Vault denied a request for role %r: logging in again once in case "
                            "the token is no longer valid", self.role)
             self.token = None
             self._login()
             return call()
+
+    def _token_alive(self) -> bool:
+        """Ask Vault whether the current token still works (the default policy allows it)."""
+        try:
+            self.vault.lookup_self()
+        except (errors.PermissionDeniedError, errors.AuthenticationError):
+            return False
+        except errors.VaultDBError:
+            return True  # cannot tell; report the 403 as it is and let the retry decide
+        return True
 
     # -- retiring and revoking --------------------------------------------------------------
 

@@ -234,3 +234,29 @@ def test_refresh_after_the_database_user_was_dropped(make_provider, vaultdb_stac
     assert fresh.generation == creds.generation + 1
     assert session_user(vaultdb_stack, fresh) == fresh.username
     assert provider.refresh(creds) is provider.credentials()  # already replaced: no new fetch
+
+
+def test_token_revoked_right_after_login_is_logged_in_again_not_reported_as_policy(
+        make_provider, vaultdb_stack):
+    """A 403 is a dead token when lookup-self fails too, however young the token is."""
+    provider = make_provider(default_ttl=30, max_ttl=60)
+    first = provider.credentials()
+    token = provider._engine.token
+    assert token is not None
+    vaultdb_stack.root_client().auth.token.revoke_accessor(token.accessor)
+    fresh = provider.refresh(failed=first)
+    assert fresh.generation > first.generation
+    assert provider.status().logins == 2
+
+
+def test_policy_denial_is_reported_without_a_new_login(vaultdb_stack, vaultdb_role_name):
+    """lookup-self works, so the 403 is the policy's: no second login, a typed error."""
+    from vaultdb import CredentialProvider, PermissionDeniedError, TokenAuth
+
+    vaultdb_stack.create_database_role(vaultdb_role_name, default_ttl=30, max_ttl=60)
+    token = vaultdb_stack.create_token(policies=("default",))
+    with CredentialProvider(vaultdb_role_name, auth=TokenAuth(token=token), fetch_timeout=3,
+                            vault_addr=vaultdb_stack.vault_addr, handle_sigterm=False) as p:
+        with pytest.raises(PermissionDeniedError):
+            p.credentials()
+        assert p.status().logins == 1
