@@ -114,8 +114,15 @@ class VaultHTTP:
         """Built on first https use: VAULT_CACERT, VAULT_SKIP_VERIFY, client certificate."""
         if self._ssl is None:
             verify = self._verify
-            context = ssl.create_default_context(
-                cafile=verify if isinstance(verify, str) else None)
+            bundle = verify if isinstance(verify, str) else None
+            try:  # a directory is a hashed CA directory (VAULT_CAPATH), a file a PEM bundle
+                context = ssl.create_default_context(
+                    cafile=bundle if bundle and not os.path.isdir(bundle) else None,
+                    capath=bundle if bundle and os.path.isdir(bundle) else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(
+                    "tls", f"cannot load the CA certificates: {_reason(exc)}",
+                    sent=False) from None
             if verify is False:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE

@@ -122,14 +122,15 @@ class VaultSettings:
                 hint="VAULT_ADDR must start with https:// (or http:// for a dev server)",
             )
         if verify is None:
-            cacert = _env("VAULT_CACERT", "BAO_CACERT")
+            cacert = _env("VAULT_CACERT", "BAO_CACERT") or _env("VAULT_CAPATH", "BAO_CAPATH")
             if _truthy(_env("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY")):
                 verify = False
             elif cacert:
                 if not os.path.exists(cacert):
                     raise errors.ConfigurationError(
                         f"CA certificate file {cacert!r} does not exist.",
-                        hint="VAULT_CACERT must point at a readable PEM file",
+                        hint="VAULT_CACERT must point at a readable PEM file "
+                        "(VAULT_CAPATH at a directory of them)",
                     )
                 verify = cacert
             else:

@@ -23,6 +23,8 @@ ENVIRONMENT: tuple[EnvSetting, ...] = (
     EnvSetting("VAULT_TOKEN", "", "A Vault token for token auth (BAO_TOKEN too); never revoked."),
     EnvSetting("VAULT_NAMESPACE", "", "Vault Enterprise namespace (BAO_NAMESPACE too)."),
     EnvSetting("VAULT_CACERT", "", "CA bundle that signed Vault's certificate (BAO_CACERT too)."),
+    EnvSetting("VAULT_CAPATH", "", "Directory of CA certificates (c_rehash layout), "
+               "used when VAULT_CACERT is unset (BAO_CAPATH too)."),
     EnvSetting("VAULT_SKIP_VERIFY", "false", "Skip TLS verification (tests only)."),
     EnvSetting("VAULT_CLIENT_CERT", "", "Client certificate for TLS client auth."),
     EnvSetting("VAULT_CLIENT_KEY", "", "Key of VAULT_CLIENT_CERT."),

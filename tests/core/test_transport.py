@@ -245,3 +245,30 @@ def test_importing_vaultdb_does_not_import_requests_or_hvac() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_ca_directory_from_vault_capath(tls_vault: OpenBaoServer, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the c_rehash file name needs the openssl command to compute")
+    capath = tmp_path / "cas"
+    capath.mkdir()
+    # The c_rehash layout: <subject hash>.0 -> the PEM.
+    pem = Path(str(tls_vault.ca_cert)).read_text()
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    subject_hash = subprocess.run(["openssl", "x509", "-noout", "-subject_hash"], input=pem,
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    (capath / f"{subject_hash}.0").write_text(ssl.DER_cert_to_PEM_cert(der))
+    monkeypatch.setenv("VAULT_CAPATH", str(capath))
+    assert VaultClient(VaultSettings.resolve(tls_vault.addr)).health().initialized
+
+
+def test_unreadable_ca_bundle_is_a_tls_error(tls_vault: OpenBaoServer, tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(TLSConfigurationError) as info:
+        client(tls_vault.addr, verify=str(bad)).health()
+    assert "CA certificates" in str(info.value)
