@@ -51,6 +51,9 @@ def _check_alias(alias: str, entry: Mapping[str, Any]) -> Iterable[CheckMessage]
         yield Error(f"{where}['VAULT'] has a value of the wrong type or range: {exc}",
                     hint="see docs/django.md for each key's type", id="vaultdb.E002")
         return
+    if not isinstance(vault.get("prefetch", False), bool):
+        yield Error(f"{where}['VAULT']['prefetch'] must be True or False.",
+                    hint="see docs/django.md for each key's type", id="vaultdb.E002")
     if entry.get("USER") or entry.get("PASSWORD"):
         yield Warning(f"{where} sets USER/PASSWORD, which vaultdb ignores (credentials come "
                       "from Vault).", hint="remove USER and PASSWORD", id="vaultdb.W002")

@@ -10,7 +10,7 @@ The ``VAULT`` dict holds provider options; what it leaves out comes from the env
         "set_role": "app_owner",                           # SET ROLE on each new connection
     }
 
-Aliases whose ``VAULT`` dicts are equal (``set_role`` aside, which is per connection) share one
+Aliases whose ``VAULT`` dicts are equal (``set_role`` and ``prefetch`` aside) share one
 provider, so a database reached through two aliases holds one lease per process. The registry is
 per process: after ``os.fork`` the core makes each provider drop what the parent held.
 No Vault call happens here; providers fetch on first use.
@@ -39,7 +39,9 @@ PROVIDER_KEYS = frozenset({
     "handle_sigterm",
 })
 #: Every key ``VAULT`` may have.
-VAULT_KEYS = PROVIDER_KEYS | {"auth", "set_role"}
+VAULT_KEYS = PROVIDER_KEYS | {"auth", "set_role", "prefetch"}
+#: Keys that do not change which Vault credentials an alias gets (so aliases still share).
+_NOT_IDENTITY = frozenset({"set_role", "prefetch"})
 AUTH_KEYS = frozenset({"method", "role", "mount", "token_path", "jwt", "role_id", "secret_id",
                        "secret_id_path", "token"})
 AUTH_METHODS = ("kubernetes", "jwt", "approle", "token")
@@ -117,7 +119,7 @@ def build_provider(vault: Mapping[str, Any]) -> CredentialProvider:
 
 
 def _key(vault: Mapping[str, Any]) -> str:
-    return json.dumps({k: v for k, v in vault.items() if k != "set_role"},
+    return json.dumps({k: v for k, v in vault.items() if k not in _NOT_IDENTITY},
                       sort_keys=True, default=repr)
 
 

@@ -49,6 +49,8 @@ def test_mistakes_are_reported_with_the_alias(django_configured):
     assert ids({"default": {"ENGINE": "django.db.backends.postgresql", "VAULT": base}}) == [
         "vaultdb.W001"]
     assert ids({"default": entry({**base, "drain_seconds": -1})}) == ["vaultdb.E002"]
+    assert ids({"default": entry({**base, "prefetch": "yes"})}) == ["vaultdb.E002"]
+    assert ids({"default": entry({**base, "prefetch": True})}) == []
 
 
 def test_static_check_never_calls_vault_but_deploy_does(django_configured, vaultdb_role_name,
