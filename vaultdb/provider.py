@@ -222,6 +222,10 @@ class CredentialProvider:
             self.credentials()
             return self
         self._check_open()
+        if self.handle_sigterm:
+            # Signal handlers can only be installed from the main thread, which the
+            # background fetch is not; start() is usually called there.
+            _process.install_sigterm_handler()
         threading.Thread(target=self._prefetch, name=f"vaultdb-{self.role}-prefetch",
                          daemon=True).start()
         return self

@@ -22,6 +22,10 @@ CHILD = textwrap.dedent("""
     import json, os, signal, sys, time
     from vaultdb import CredentialProvider
     provider = CredentialProvider.from_env()
+    if os.environ.get("PREFETCH"):
+        provider.start(wait=False)
+        while provider.state.value != "running":
+            time.sleep(0.01)
     creds = provider.credentials()
     print(json.dumps({"user": creds.username, "pid": os.getpid()}), flush=True)
     mode = sys.argv[1]
@@ -72,8 +76,9 @@ def test_revoked_at_exit_and_at_close(vaultdb_stack, role, token_file, mode):
     assert roles_of(vaultdb_stack, role) == set()
 
 
-def test_sigterm_revokes_then_exits_like_sigterm(vaultdb_stack, role, token_file):
-    proc, info = start_child(vaultdb_stack, role, token_file, "wait")
+@pytest.mark.parametrize("prefetch", ["", "1"], ids=["first-use", "start-wait-false"])
+def test_sigterm_revokes_then_exits_like_sigterm(vaultdb_stack, role, token_file, prefetch):
+    proc, info = start_child(vaultdb_stack, role, token_file, "wait", PREFETCH=prefetch)
     assert info["user"] in roles_of(vaultdb_stack, role)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
