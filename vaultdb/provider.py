@@ -1,6 +1,7 @@
 """CredentialProvider: the public face of vaultdb.
 
-The constructor only checks settings: no network, no thread. The first :meth:`credentials`
+The constructor only checks settings (and, on the main thread, installs the SIGTERM handler
+when SIGTERM is unhandled): no network, no thread. The first :meth:`credentials`
 call (or :meth:`start`) logs in, fetches credentials and starts the background renewer. After
 that, :meth:`credentials` returns an immutable snapshot without touching Vault or a lock,
 which is what connection factories call for every new connection.
@@ -129,6 +130,10 @@ class CredentialProvider:
         self._start_lock = threading.RLock()
         self._renewer: Renewer | None = None
         self._owner_pid = os.getpid()
+        if handle_sigterm:
+            # Now, while we are most likely on the main thread: the first credentials() call
+            # may come from a worker thread, where a signal handler cannot be installed.
+            _process.install_sigterm_handler()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object
@@ -222,10 +227,6 @@ class CredentialProvider:
             self.credentials()
             return self
         self._check_open()
-        if self.handle_sigterm:
-            # Signal handlers can only be installed from the main thread, which the
-            # background fetch is not; start() is usually called there.
-            _process.install_sigterm_handler()
         threading.Thread(target=self._prefetch, name=f"vaultdb-{self.role}-prefetch",
                          daemon=True).start()
         return self

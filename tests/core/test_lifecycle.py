@@ -26,6 +26,11 @@ CHILD = textwrap.dedent("""
         provider.start(wait=False)
         while provider.state.value != "running":
             time.sleep(0.01)
+    if os.environ.get("FIRST_USE_ON_A_THREAD"):
+        import threading
+        worker = threading.Thread(target=provider.credentials)
+        worker.start()
+        worker.join()
     creds = provider.credentials()
     print(json.dumps({"user": creds.username, "pid": os.getpid()}), flush=True)
     mode = sys.argv[1]
@@ -76,9 +81,11 @@ def test_revoked_at_exit_and_at_close(vaultdb_stack, role, token_file, mode):
     assert roles_of(vaultdb_stack, role) == set()
 
 
-@pytest.mark.parametrize("prefetch", ["", "1"], ids=["first-use", "start-wait-false"])
-def test_sigterm_revokes_then_exits_like_sigterm(vaultdb_stack, role, token_file, prefetch):
-    proc, info = start_child(vaultdb_stack, role, token_file, "wait", PREFETCH=prefetch)
+@pytest.mark.parametrize("how", ["first-use", "start-wait-false", "first-use-on-a-thread"])
+def test_sigterm_revokes_then_exits_like_sigterm(vaultdb_stack, role, token_file, how):
+    proc, info = start_child(vaultdb_stack, role, token_file, "wait",
+                             PREFETCH="1" if how == "start-wait-false" else "",
+                             FIRST_USE_ON_A_THREAD="1" if how.endswith("thread") else "")
     assert info["user"] in roles_of(vaultdb_stack, role)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
