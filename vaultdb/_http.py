@@ -19,14 +19,15 @@ have been sent", which a credentials read must not retry.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 __all__ = ["HTTPStatusError", "TransportError", "VaultHTTP"]
 
@@ -58,17 +59,25 @@ class _Target:
     scheme: str
     host: str
     port: int
+    #: ``Proxy-Authorization`` value when a proxy URL carries ``user:password@``.
+    authorization: str | None = field(default=None, repr=False, compare=False)
 
 
 def _target(url: str) -> _Target:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     default = 443 if scheme == "https" else 80
-    return _Target(scheme, parts.hostname or "", parts.port or default)
+    authorization = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+    return _Target(scheme, parts.hostname or "", parts.port or default, authorization)
 
 
 def _proxy_for(target: _Target) -> _Target | None:
     """The proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, as requests honoured it.
+
+    ``http://user:password@proxy:3128`` authenticates with Basic auth, as requests does.
 
     urllib.request (which parses these the standard way) is imported only when a proxy
     variable is set, so the common case pays nothing for it.
@@ -189,11 +198,15 @@ class VaultHTTP:
             conn = http.client.HTTPSConnection(hop.host, hop.port, timeout=self.timeout,
                                                context=self._ssl_context())
             if proxy:
-                conn.set_tunnel(target.host, target.port)
+                conn.set_tunnel(target.host, target.port, headers=(
+                    {"Proxy-Authorization": proxy.authorization} if proxy.authorization
+                    else None))
             request_target = url[url.index("/", len("https://")):]
         else:
             conn = http.client.HTTPConnection(hop.host, hop.port, timeout=self.timeout)
             request_target = url if proxy else url[url.index("/", len("http://")):]
+            if proxy and proxy.authorization:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
         try:
             try:
                 conn.connect()

@@ -96,6 +96,7 @@ class ForwardProxy(socketserver.ThreadingTCPServer):
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.authorizations: list[str | None] = []
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
 
     @property
@@ -111,6 +112,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def do_CONNECT(self) -> None:
         self.server.seen.append(f"CONNECT {self.path}")
+        self.server.authorizations.append(self.headers.get("Proxy-Authorization"))
         host, port = self.path.rsplit(":", 1)
         upstream = socket.create_connection((host, int(port)), timeout=5)
         self.send_response(200, "Connection established")
@@ -129,9 +131,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         self.server.seen.append(f"{self.command} {self.path}")
+        self.server.authorizations.append(self.headers.get("Proxy-Authorization"))
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "proxy-authorization")}
         request = urllib.request.Request(self.path, data=body, headers=headers,
                                          method=self.command)
         try:
@@ -182,17 +186,35 @@ def test_https_proxy_tunnels_with_connect(tls_vault: OpenBaoServer, forward_prox
     assert forward_proxy.seen == [f"CONNECT 127.0.0.1:{tls_vault.port}"]
 
 
+def test_proxy_credentials_in_the_url_authenticate_both_ways(
+        vaultdb_stack: VaultDBStack, tls_vault: OpenBaoServer, forward_proxy: ForwardProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    with_user = forward_proxy.url.replace("http://", "http://ops:s%40cret@")
+    monkeypatch.setenv("HTTP_PROXY", with_user)
+    monkeypatch.setenv("HTTPS_PROXY", with_user)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client(vaultdb_stack.vault_addr).health()
+    vault = client(tls_vault.addr, verify=str(tls_vault.ca_cert))
+    vault.health()
+    expected = "Basic " + base64.b64encode(b"ops:s@cret").decode()
+    assert forward_proxy.authorizations == [expected, expected]
+
+
 def test_unreachable_proxy_is_unavailable_and_never_sent(
         vaultdb_stack: VaultDBStack, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://ops:proxy-secret@127.0.0.1:{dead}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     with pytest.raises(VaultUnavailableError) as info:
         client(vaultdb_stack.vault_addr).health()
     assert info.value.request_sent is False
+    assert "proxy-secret" not in f"{info.value!s} {info.value!r}"
 
 
 # -- redirects (a standby node answering 307) ----------------------------------------------------
