@@ -45,7 +45,7 @@ STATIC_GRACE = 0.5
 MAX_REVOKE_ATTEMPTS = 3
 
 
-@dataclass
+@dataclass(eq=False)  # each held lease is its own thing: compared by identity
 class _Held:
     """Bookkeeping for one set of credentials this process holds."""
 
@@ -60,8 +60,10 @@ class _Held:
     revoke_attempts: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class Counters:
+    """What this provider asked of Vault so far (for status() and the metrics)."""
+
     logins: int = 0
     fetches: int = 0
     renewals: int = 0

@@ -56,6 +56,8 @@ class HTTPStatusError(Exception):
 
 @dataclass(frozen=True)
 class _Target:
+    """Where to connect: Vault itself or a proxy."""
+
     scheme: str
     host: str
     port: int

@@ -93,6 +93,8 @@ class LeaseAction(enum.Enum):
 
 @dataclass(frozen=True)
 class LeasePlan:
+    """What to do with a lease next, and when (monotonic seconds)."""
+
     action: LeaseAction
     at: float
 

@@ -5,7 +5,8 @@ failures into :mod:`vaultdb.errors` with a hint that names what to check. Idempo
 (login, renew, revoke, lookups) get a few quick retries with jittered exponential backoff
 (tenacity) when Vault is unreachable or answers 5xx/429. A ``database/creds`` read is retried
 only when the request surely never reached Vault (connection refused): after a timeout it may
-have created a lease, so the caller decides.
+have created a lease, so the caller decides. Tenacity is imported on the first retry, never
+on a cold start that goes well.
 
 A client holds one token at a time; the provider serialises calls with a lock.
 """
@@ -18,13 +19,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import errors
 from ._http import HTTPStatusError, TransportError, VaultHTTP
 from .auth import AuthMethod, TokenAuth
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = [
     "DynamicSecret",
@@ -147,8 +149,10 @@ class VaultSettings:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoginResult:
+    """A new (or handed-in) Vault token and what Vault said about it."""
+
     token: str = field(repr=False)
     accessor: str
     ttl: float
@@ -157,8 +161,10 @@ class LoginResult:
     owned: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DynamicSecret:
+    """What ``database/creds/<role>`` answered."""
+
     username: str
     password: str = field(repr=False)
     lease_id: str
@@ -166,8 +172,10 @@ class DynamicSecret:
     renewable: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StaticSecret:
+    """What ``database/static-creds/<role>`` answered."""
+
     username: str
     password: str = field(repr=False)
     ttl: float
@@ -195,8 +203,10 @@ class TokenInfo:
     period: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Renewal:
+    """What a lease or token renewal granted."""
+
     ttl: float
     warnings: tuple[str, ...] = ()
 
@@ -347,14 +357,36 @@ class VaultClient:
                     _observe(method, path, time.perf_counter() - started, outcome)
 
         budget = budget if budget is not None else 3 * self.settings.timeout
+        started = time.monotonic()
+        try:
+            return attempt()
+        except errors.VaultDBError as exc:
+            if self._attempts < 2 or not retry_if(exc):
+                raise
+            first_failure: BaseException | None = exc
+        # Only a first attempt that failed and may be retried pays for tenacity (its import
+        # costs more than a Vault round trip on a cold start). Tenacity replays that failure
+        # as its own attempt 1, so backoff, logging and limits are exactly as if it had run
+        # every attempt itself.
+        import tenacity
+
+        def replay_then_attempt() -> T:
+            nonlocal first_failure
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return attempt()
+
+        elapsed = time.monotonic() - started
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self._attempts) | tenacity.stop_after_delay(budget),
+            stop=tenacity.stop_after_attempt(self._attempts)
+            | tenacity.stop_after_delay(max(0.0, budget - elapsed)),
             wait=tenacity.wait_random_exponential(multiplier=0.2, max=2.0),
             retry=tenacity.retry_if_exception(retry_if),
             before_sleep=_log_retry,
             reraise=True,
         )
-        return retrying(attempt)
+        return retrying(replay_then_attempt)
 
     # -- auth -------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ __all__ = ["ENVIRONMENT", "EnvSetting", "env_bool", "env_float"]
 
 @dataclass(frozen=True)
 class EnvSetting:
+    """One environment variable vaultdb reads: a row of the configuration reference."""
+
     name: str
     default: str
     help: str

@@ -259,10 +259,13 @@ def test_307_keeps_method_and_body(vaultdb_stack: VaultDBStack, redirecting_fron
 
 # -- import cost ---------------------------------------------------------------------------------
 
-def test_importing_vaultdb_does_not_import_requests_or_hvac() -> None:
-    """requests alone costs more start-up time than a login and a credentials read."""
+def test_importing_vaultdb_does_not_import_requests_hvac_or_tenacity() -> None:
+    """requests alone costs more start-up time than a login and a credentials read.
+
+    tenacity is imported on the first retry only (see test_retries.py).
+    """
     code = ("import sys, vaultdb, vaultdb.integrations.sqlalchemy, vaultdb.integrations.psycopg;"
-            "print(sorted(m for m in ('requests', 'hvac', 'urllib3', 'urllib.request')"
+            "print(sorted(m for m in ('requests', 'hvac', 'urllib3', 'urllib.request', 'tenacity')"
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
