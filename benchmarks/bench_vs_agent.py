@@ -23,6 +23,10 @@ runs, on it and in this one run:
 * hot path: runs ``benchmarks/bench_hot_path.py`` (the SQLAlchemy / psycopg-pool checkout
   and connect overhead against static credentials) and reports its table.
 
+Every app process runs in a fresh virtual environment with vaultdb installed from this checkout
+as a wheel, the way a user's image has it (an editable install adds an import hook to every
+interpreter start, which would slow every app alike and blur the ratios).
+
 Prints a table and writes ``docs/benchmarks-agent.md``. Not a test: nothing here asserts a
 time; the goals are reported as met or not.
 """
@@ -30,7 +34,6 @@ time; the goals are reported as met or not.
 from __future__ import annotations
 
 import argparse
-import compileall
 import contextlib
 import json
 import math
@@ -165,6 +168,18 @@ FLEET_CHILD = textwrap.dedent("""
 
 # -- helpers -----------------------------------------------------------------------------------
 
+def make_app_venv(venv: Path) -> str:
+    """A fresh venv with this checkout installed as a wheel (pip compiles its bytecode) and
+    the psycopg this run uses; returns its python."""
+    import psycopg
+
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    str(ROOT), f"psycopg[binary]=={psycopg.__version__}"], check=True)
+    return python
+
+
 def pct(values: Sequence[float], q: float) -> float:
     """The q-th percentile (nearest rank) of ``values``; NaN when empty."""
     if not values:
@@ -222,11 +237,12 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str
 class Bench:
     """The stack plus everything the scenarios share."""
 
-    def __init__(self, stack: Any, quick: bool) -> None:
+    def __init__(self, stack: Any, quick: bool, app_python: str) -> None:
         from vaultdb.testing._openbao import find_bao_binary
 
         self.stack = stack
         self.quick = quick
+        self.app_python = app_python
         self.bao = find_bao_binary()  # the Go binary itself, never a Python launcher
         self.work = Path(stack.workdir) / "bench"
         self.work.mkdir(exist_ok=True)
@@ -239,7 +255,7 @@ class Bench:
         if vault_addr:
             env["VAULT_ADDR"] = env["BAO_ADDR"] = vault_addr
         env["PGUSER"] = "nobody"  # the apps must use what Vault gave them
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+        env.pop("PYTHONPATH", None)  # the apps import the installed wheel, not this checkout
         return env
 
     def agent_config(self, db_role: str, vault_addr: str, *, init: bool) -> tuple[Path, Path]:
@@ -288,7 +304,9 @@ class Bench:
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def start_app(self, source: str, env: dict[str, str]) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-c", source], env=env, text=True,
+        # cwd: not this checkout, whose vaultdb/ would shadow the installed wheel (``-c``).
+        return subprocess.Popen([self.app_python, "-c", source], env=env, text=True,
+                                cwd=self.work,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
@@ -459,8 +477,8 @@ def fleet(b: Bench, total: int, processes: int, ttl: int) -> dict[str, Any]:
     with FaultProxy(b.stack.vault_addr) as proxy:
         env = b.env(proxy.addr, ROLE="fleet", AUTH_ROLE="bench", SA_TOKEN=str(b.sa_token))
         wait_renewals = ttl * 0.8 + 20
-        children = [subprocess.Popen([sys.executable, "-c", FLEET_CHILD, str(per),
-                                      str(wait_renewals)], env=env, text=True,
+        children = [subprocess.Popen([b.app_python, "-c", FLEET_CHILD, str(per),
+                                      str(wait_renewals)], env=env, text=True, cwd=b.work,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE) for _ in range(processes)]
         for child in children:
@@ -815,14 +833,10 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from vaultdb.testing import VaultDBStack
 
-    # The apps import vaultdb from this checkout; give it the bytecode a pip install compiles,
-    # as psycopg in site-packages has (PYTHONDONTWRITEBYTECODE would otherwise make every
-    # child compile vaultdb from source).
-    for package in ("vaultdb", "integrations"):
-        compileall.compile_dir(ROOT / package, quiet=1)
     if args.cold_only:
         with VaultDBStack.start() as stack:
-            cold = cold_start(Bench(stack, args.quick), runs=3 if args.quick else 9)
+            app_python = make_app_venv(Path(stack.workdir) / "app-venv")
+            cold = cold_start(Bench(stack, args.quick, app_python), runs=3 if args.quick else 9)
         for key in ("agent", "vaultdb", "blocking", "sidecar", "app_alone"):
             values = cold[f"{key}_all"]
             print(f"{key:10s} median {statistics.median(values) * 1000:5.0f} ms  "
@@ -833,7 +847,9 @@ def main() -> None:
 
     began = time.monotonic()
     with VaultDBStack.start() as stack:
-        b = Bench(stack, args.quick)
+        with phase("app virtualenv (vaultdb from a wheel of this checkout, psycopg)"):
+            app_python = make_app_venv(Path(stack.workdir) / "app-venv")
+        b = Bench(stack, args.quick, app_python)
         with phase("cold start and memory"):
             cold = cold_start(b, runs=3 if args.quick else 9)
         with phase("Vault load and graceful stop"):

@@ -7,8 +7,6 @@ retries must look exactly as if tenacity had run every attempt: same count, same
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -80,17 +78,3 @@ def test_a_call_past_its_budget_is_not_retried(vault: VaultClient, proxy: FaultP
     with pytest.raises(VaultUnavailableError):
         vault.revoke_lease("database/creds/none/abc", budget=0.0)
     assert proxy.total == 1
-
-
-def test_a_cold_start_that_goes_well_never_imports_tenacity(
-        vaultdb_stack: VaultDBStack) -> None:
-    """tenacity's import costs more than a Vault round trip; only a retry pays for it."""
-    code = ("import sys, vaultdb; from vaultdb._vault import VaultClient, VaultSettings;"
-            "c = VaultClient(VaultSettings.resolve());"
-            "c.login(vaultdb.TokenAuth()); c.lookup_self();"
-            "print('tenacity' in sys.modules)")
-    env = vaultdb_stack.env(include_root_token=True)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"

@@ -272,6 +272,23 @@ def test_importing_vaultdb_does_not_import_requests_hvac_or_tenacity() -> None:
     assert out.strip() == "[]"
 
 
+def test_a_cold_start_that_goes_well_imports_neither_tenacity_nor_idna(
+        vaultdb_stack: VaultDBStack) -> None:
+    """tenacity comes in on the first retry; ASCII host names skip the idna codec.
+
+    Each costs a millisecond or more of a cold start, more than the login round trip.
+    """
+    code = ("import sys, vaultdb; from vaultdb._vault import VaultClient, VaultSettings;"
+            "c = VaultClient(VaultSettings.resolve());"
+            "c.login(vaultdb.TokenAuth()); c.lookup_self();"
+            "print(sorted(m for m in ('tenacity', 'encodings.idna') if m in sys.modules))")
+    env = vaultdb_stack.env(include_root_token=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_ca_directory_from_vault_capath(tls_vault: OpenBaoServer, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
