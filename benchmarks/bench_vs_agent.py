@@ -43,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -168,12 +169,12 @@ FLEET_CHILD = textwrap.dedent("""
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def make_app_venv(venv: Path) -> str:
-    """A fresh venv with this checkout installed as a wheel (pip compiles its bytecode) and
-    the psycopg this run uses; returns its python."""
+def make_app_venv(venv: Path, python: str = sys.executable) -> str:
+    """A fresh venv of ``python`` with this checkout installed as a wheel (pip compiles its
+    bytecode) and the psycopg this run uses; returns its python."""
     import psycopg
 
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     str(ROOT), f"psycopg[binary]=={psycopg.__version__}"], check=True)
@@ -204,6 +205,21 @@ def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float 
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait(10)
+
+
+def wait_exit(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """Wait for ``proc`` to exit, noticing it at once.
+
+    ``Popen.wait(timeout)`` polls with sleeps growing to 50 ms, which would add up to 50 ms to
+    whichever path waits on a process; a plain ``wait()`` blocks in waitpid, and a timer
+    kills a process that hangs.
+    """
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        return proc.wait()
+    finally:
+        timer.cancel()
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.02) -> float | None:
@@ -327,6 +343,26 @@ class Bench:
 
 # -- scenarios ---------------------------------------------------------------------------------
 
+IMPORT_TIMES = """
+import time
+t0 = time.perf_counter(); import psycopg
+t1 = time.perf_counter(); import vaultdb
+t2 = time.perf_counter(); print(t1 - t0, t2 - t1)
+"""
+
+
+def import_costs(app_python: str, runs: int) -> dict[str, float]:
+    """Median import times in the apps' venv: psycopg, then vaultdb on top of it."""
+    psycopg_s, vaultdb_s = [], []
+    for _ in range(runs):
+        out = subprocess.run([app_python, "-c", IMPORT_TIMES], capture_output=True, text=True,
+                             check=True, cwd="/", timeout=60).stdout.split()
+        psycopg_s.append(float(out[0]))
+        vaultdb_s.append(float(out[1]))
+    return {"import_psycopg_s": statistics.median(psycopg_s),
+            "import_vaultdb_s": statistics.median(vaultdb_s)}
+
+
 def cold_start(b: Bench, runs: int) -> dict[str, Any]:
     """Process start to first query, agent recipe vs vaultdb; RSS of each side."""
     b.stack.create_database_role("coldagnt", default_ttl=120, max_ttl=600)
@@ -368,7 +404,7 @@ def cold_start(b: Bench, runs: int) -> dict[str, Any]:
         init_cfg, creds = b.agent_config("coldagnt", b.stack.vault_addr, init=True)
         t0 = time.time()
         init = b.start_agent(init_cfg)
-        if init.wait(60) != 0:
+        if wait_exit(init, 60) != 0:
             raise RuntimeError(f"init agent failed; see {init_cfg.parent / 'agent.log'}")
         side_cfg, side_creds = b.agent_config("coldagnt", b.stack.vault_addr, init=False)
         sidecar = b.start_agent(side_cfg)
@@ -411,6 +447,7 @@ def cold_start(b: Bench, runs: int) -> dict[str, Any]:
         "vaultdb_app_rss_mib": med(vaultdb_rss) / 1024,
         "vaultdb_added_mib": (med(vaultdb_rss) - med(app_rss)) / 1024,
         "agent_users_per_pod_start": med(leases_at_start),
+        **import_costs(b.app_python, runs=21),
     }
 
 
@@ -617,7 +654,11 @@ def report(c: dict[str, Any], load: dict[str, Any], kill: dict[str, Any], f: dic
         "`start(wait=False)` (the documented start-up pattern), so the login with the "
         "service-account token and the credentials read run while the app imports psycopg; "
         "then it connects and runs `SELECT 1`. The *blocking* row is the same app fetching "
-        "on first use instead, after its imports.",
+        "on first use instead, after its imports. Every app runs in a fresh virtualenv with "
+        "vaultdb installed from a wheel of this checkout, as in an image (an editable install "
+        "adds an import hook to every interpreter start). The harness notices the init agent's "
+        "exit at once (`waitpid`; `Popen.wait(timeout)` polls with sleeps up to 50 ms, which "
+        "inflated the agent path by up to that much in this benchmark's earlier runs).",
         "",
         "| path | median | all rounds (ms) |",
         "|---|---|---|",
@@ -645,11 +686,14 @@ def report(c: dict[str, Any], load: dict[str, Any], kill: dict[str, Any], f: dic
         f"({(c['vaultdb_s'] - c['app_alone_s']) / (c['agent_s'] - c['app_alone_s']):.2f}x); "
         f"blocking: {(c['blocking_s'] - c['app_alone_s']) * 1000:.0f} ms (ratio "
         f"{c['blocking_s'] / c['agent_s']:.2f} to the agent path). vaultdb talks to Vault "
-        "through the standard library's `http.client`, so importing it adds no HTTP stack "
-        "(`python -X importtime -c 'import psycopg; import vaultdb'`); with `wait=False` the "
-        "network round trips overlap the app's imports and only vaultdb's own import and CPU "
-        "time remain on the critical path. The agent path cannot overlap: the init container "
-        "must finish before the app starts.",
+        "through the standard library's `http.client`, so importing it adds no HTTP stack; "
+        "with `wait=False` the network round trips overlap the app's imports and only "
+        "vaultdb's own import and CPU time remain on the critical path. Importing vaultdb "
+        f"after psycopg takes {c['import_vaultdb_s'] * 1000:.1f} ms here (psycopg itself: "
+        f"{c['import_psycopg_s'] * 1000:.0f} ms; medians of 21 interpreter starts), most of "
+        "it Python defining vaultdb's dataclasses; tenacity is imported only on a first retry "
+        "and an ASCII Vault host skips the idna codec. The agent path cannot overlap: the "
+        "init container must finish before the app starts.",
         "",
         f"Against the sidecar-only variant (no init container, so the app may start before "
         f"the file exists) the ratio is {c['vaultdb_s'] / c['sidecar_only_s']:.2f}. "
@@ -829,13 +873,15 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=DOC, help="results page to write")
     parser.add_argument("--cold-only", action="store_true",
                         help="only the cold start; print it, write nothing")
+    parser.add_argument("--app-python", default=sys.executable,
+                        help="interpreter of the apps' virtualenv (default: this one)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from vaultdb.testing import VaultDBStack
 
     if args.cold_only:
         with VaultDBStack.start() as stack:
-            app_python = make_app_venv(Path(stack.workdir) / "app-venv")
+            app_python = make_app_venv(Path(stack.workdir) / "app-venv", args.app_python)
             cold = cold_start(Bench(stack, args.quick, app_python), runs=3 if args.quick else 9)
         for key in ("agent", "vaultdb", "blocking", "sidecar", "app_alone"):
             values = cold[f"{key}_all"]
@@ -848,7 +894,7 @@ def main() -> None:
     began = time.monotonic()
     with VaultDBStack.start() as stack:
         with phase("app virtualenv (vaultdb from a wheel of this checkout, psycopg)"):
-            app_python = make_app_venv(Path(stack.workdir) / "app-venv")
+            app_python = make_app_venv(Path(stack.workdir) / "app-venv", args.app_python)
         b = Bench(stack, args.quick, app_python)
         with phase("cold start and memory"):
             cold = cold_start(b, runs=3 if args.quick else 9)
