@@ -8,7 +8,7 @@ What this module guarantees, so :func:`vaultdb._vault.classify` can decide about
 
 * every failure is a :class:`HTTPStatusError` (Vault answered) or a :class:`TransportError`
   whose ``sent`` says whether the request may have reached Vault;
-* every socket operation is bounded by ``timeout``;
+* every socket operation, and the DNS lookup, is bounded by ``timeout``;
 * nothing secret (token header, request body, response body) is put in an exception: only
   the status and Vault's own ``errors`` strings.
 
@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -99,18 +100,62 @@ def _proxy_for(target: _Target) -> _Target | None:
     return found if found.host else None
 
 
-def _connect(address: tuple[str, int], *args: Any) -> socket.socket:
-    """``socket.create_connection``, with an ASCII host name passed as bytes.
+def _connect(address: tuple[str, int], timeout: float | None = None,
+             source_address: tuple[str, int] | None = None) -> socket.socket:
+    """``socket.create_connection``, with the name lookup bounded by ``timeout`` too.
 
-    A ``str`` host goes through the idna codec, whose first use imports ``stringprep`` and
-    ``unicodedata`` (over a millisecond of a cold start); ASCII names and IP literals encode
-    to the same bytes without it. Other names still take the IDNA path.
+    ``getaddrinfo`` has no timeout of its own: with a dead DNS server it blocks for the
+    resolver's retries (often 10 to 30 s), past any request timeout and past a pod's grace
+    period during ``close()``. So a host name is looked up on a helper thread and given up on
+    after ``timeout`` (the thread ends when the resolver does). IP literals need no lookup.
+
+    An ASCII host name is passed as bytes: a ``str`` goes through the idna codec, whose first
+    use imports ``stringprep`` and ``unicodedata`` (over a millisecond of a cold start).
     """
     host, port = address
-    if host.isascii():
-        ascii_host: Any = host.encode()  # getaddrinfo takes bytes; typeshed says str only
-        return socket.create_connection((ascii_host, port), *args)
-    return socket.create_connection(address, *args)
+    addresses = [host] if _is_ip_literal(host) else _resolve(host, port, timeout)
+    last_error: OSError | None = None
+    for ip in addresses:
+        literal: Any = ip.encode()  # bytes skip the idna codec; typeshed says str only
+        try:
+            return socket.create_connection((literal, port), timeout, source_address)
+        except OSError as exc:  # the next address may answer (IPv6 first, then IPv4)
+            last_error = exc
+    raise last_error or OSError(f"no address for {host!r}")
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """The addresses of ``host`` in the resolver's order; gaierror after ``timeout``."""
+    name: Any = host.encode() if host.isascii() else host  # ASCII: no idna codec needed
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller below
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="vaultdb-resolve", daemon=True).start()
+    if not done.wait(timeout):
+        raise socket.gaierror(socket.EAI_AGAIN, f"no answer from DNS within {timeout:g}s")
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in outcome[0]:
+        if sockaddr[0] not in addresses:
+            addresses.append(str(sockaddr[0]))
+    return addresses
 
 
 def _vault_errors(body: bytes) -> tuple[str, ...]:

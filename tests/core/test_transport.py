@@ -314,3 +314,48 @@ def test_unreadable_ca_bundle_is_a_tls_error(tls_vault: OpenBaoServer, tmp_path:
     with pytest.raises(TLSConfigurationError) as info:
         client(tls_vault.addr, verify=str(bad)).health()
     assert "CA certificates" in str(info.value)
+
+
+# -- name resolution -----------------------------------------------------------------------------
+
+def test_a_host_name_is_resolved_and_every_address_is_tried(vaultdb_stack: VaultDBStack) -> None:
+    """``localhost`` may resolve to ::1 first; OpenBao listens on 127.0.0.1 only."""
+    port = vaultdb_stack.vault_addr.rsplit(":", 1)[1]
+    assert client(f"http://localhost:{port}").health().initialized
+
+
+def test_an_unknown_host_name_says_name_resolution_failed() -> None:
+    with pytest.raises(VaultUnavailableError) as info:
+        client("http://vault.does-not-exist.invalid:8200").health()
+    assert "name resolution failed" in str(info.value)
+    assert "DNS" in str(info.value)
+
+
+def test_a_dead_dns_server_times_out_instead_of_hanging(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """getaddrinfo has no timeout; with DNS down it blocks for the resolver's retries.
+
+    The resolver is replaced by one that never answers for ``vault.internal`` (a fake of the
+    operating system's resolver: no DNS server can be made to stall here). If vaultdb waited
+    for it, this test would hang until pytest-timeout.
+    """
+    import socket
+
+    never = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def stalled(host: object, *args: object, **kwargs: object) -> object:
+        if host in ("vault.internal", b"vault.internal"):
+            never.wait()
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalled)
+    try:
+        vault = VaultClient(VaultSettings(addr="http://vault.internal:8200", timeout=0.5),
+                            attempts=1)
+        with pytest.raises(VaultUnavailableError) as info:
+            vault.health()
+        assert "no answer from DNS within 0.5s" in str(info.value)
+        assert info.value.retryable and not info.value.request_sent
+    finally:
+        never.set()  # lets the abandoned lookup thread end
