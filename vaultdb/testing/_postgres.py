@@ -55,8 +55,9 @@ def find_pg_bin() -> Path:
     """Directory holding ``initdb``/``postgres``.
 
     ``VAULTDB_PG_BIN`` wins; then the binaries shipped in the ``pgserver`` wheel (located from
-    the package spec, so pgserver's own server module is never imported); then the newest
-    Debian-style ``/usr/lib/postgresql/*/bin``.
+    the package spec, so pgserver's own server module is never imported; it has no wheels for
+    Python 3.13+); then the newest Debian-style ``/usr/lib/postgresql/*/bin``; then the
+    directory ``postgres`` on ``PATH`` really lives in (Homebrew, Fedora, symlinks).
     """
     override = os.environ.get("VAULTDB_PG_BIN")
     if override:
@@ -79,9 +80,12 @@ def find_pg_bin() -> Path:
     for candidate_str in system:
         if (Path(candidate_str) / "postgres").is_file():
             return Path(candidate_str)
+    on_path = shutil.which("postgres")
+    if on_path and (Path(on_path).resolve().parent / "initdb").is_file():
+        return Path(on_path).resolve().parent
     raise FileNotFoundError(
-        "PostgreSQL binaries not found: install 'vaultdb-creds[testing]' (pgserver), "
-        "install PostgreSQL, or set VAULTDB_PG_BIN"
+        "PostgreSQL binaries not found: install 'vaultdb-creds[testing]' (pgserver, Python "
+        "3.12 or older), install PostgreSQL, or set VAULTDB_PG_BIN"
     )
 
 
