@@ -26,11 +26,15 @@ import os
 import socket
 import ssl
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
-__all__ = ["HTTPStatusError", "TransportError", "VaultHTTP"]
+from ._clock import SYSTEM_CLOCK, Clock
+
+__all__ = ["Exchange", "HTTPStatusError", "RawResponse", "TransportError", "VaultHTTP",
+           "VaultResponse"]
 
 #: 307/308 from a standby node keep method and body; follow a few, as the Vault CLI does.
 MAX_REDIRECTS = 3
@@ -53,6 +57,37 @@ class HTTPStatusError(Exception):
         super().__init__(f"HTTP {status}: {'; '.join(errors) or 'no error text'}")
         self.status = status
         self.errors = errors
+
+
+@dataclass(frozen=True, eq=False)
+class RawResponse:
+    """One HTTP answer as it came off the wire. Header names are lower case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class VaultResponse:
+    """A 2xx answer from Vault: the decoded JSON object and the response headers."""
+
+    data: dict[str, Any] = field(repr=False)
+    headers: Mapping[str, str]
+
+
+class Exchange(Protocol):
+    """One HTTP request and its answer, no redirects followed, finished by ``deadline``.
+
+    ``deadline`` is a time on the transport's :class:`~vaultdb._clock.Clock`. Implementations
+    raise :class:`TransportError` when there is no answer (its ``sent`` says whether the request
+    may have reached the server). The standard-library one talks to sockets; the lifetime
+    simulation plugs a simulated Vault in here, so everything above (headers, JSON, redirects,
+    error classification, retries) runs for real in simulation.
+    """
+
+    def __call__(self, method: str, url: str, headers: Mapping[str, str],
+                 body: bytes | None, *, deadline: float) -> RawResponse: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +183,8 @@ def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
 
     threading.Thread(target=lookup, name="vaultdb-resolve", daemon=True).start()
     if not done.wait(timeout):
-        raise socket.gaierror(socket.EAI_AGAIN, f"no answer from DNS within {timeout:g}s")
+        waited = round(timeout or 0, 1)
+        raise socket.gaierror(socket.EAI_AGAIN, f"no answer from DNS within {waited:g}s")
     if isinstance(outcome[0], Exception):
         raise outcome[0]
     addresses: list[str] = []
@@ -172,13 +208,16 @@ class VaultHTTP:
 
     def __init__(self, addr: str, *, timeout: float, verify: bool | str = True,
                  client_cert: tuple[str, str] | None = None,
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None, clock: Clock = SYSTEM_CLOCK,
+                 exchange: Exchange | None = None) -> None:
         self.addr = addr.rstrip("/")
         self.timeout = timeout
         self.namespace = namespace
+        self.clock = clock
         self._verify = verify
         self._client_cert = client_cert
         self._ssl: ssl.SSLContext | None = None
+        self._exchange: Exchange = exchange if exchange is not None else self._send
 
     def _ssl_context(self) -> ssl.SSLContext:
         """Built on first https use: VAULT_CACERT, VAULT_SKIP_VERIFY, client certificate."""
@@ -208,23 +247,37 @@ class VaultHTTP:
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict[str, Any] | None = None,
-                params: dict[str, str] | None = None) -> dict[str, Any]:
-        """``method`` ``/v1/<path>``; the JSON answer (``{}`` for 204). Raises the two errors."""
+                params: dict[str, str] | None = None,
+                deadline: float | None = None,
+                headers: Mapping[str, str] | None = None) -> VaultResponse:
+        """``method`` ``/v1/<path>``; the JSON answer (``{}`` for 204). Raises the two errors.
+
+        The whole request, redirects included, ends by ``deadline`` (a time on ``clock``) or
+        ``timeout`` from now, whichever is earlier.
+        """
+        limit = self.clock.monotonic() + self.timeout
+        deadline = limit if deadline is None else min(deadline, limit)
         url = f"{self.addr}/v1/{path}"
         if params:
             url = f"{url}?{urlencode(params)}"
-        headers = {"X-Vault-Request": "true", "Accept": "application/json",
+        sent = {"X-Vault-Request": "true", "Accept": "application/json",
                    "Connection": "close"}
         if token:
-            headers["X-Vault-Token"] = token
+            sent["X-Vault-Token"] = token
         if self.namespace:
-            headers["X-Vault-Namespace"] = self.namespace
+            sent["X-Vault-Namespace"] = self.namespace
         payload = None
+        if headers:
+            sent.update(headers)
         if body is not None:
             payload = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+            sent["Content-Type"] = "application/json"
         for _ in range(MAX_REDIRECTS + 1):
-            status, location, answer = self._send(method, url, headers, payload)
+            if self.clock.monotonic() >= deadline:
+                raise TransportError("timeout", "no answer in time", sent=True)
+            raw = self._exchange(method, url, sent, payload, deadline=deadline)
+            status, answer = raw.status, raw.body
+            location = raw.headers.get("location")
             if status in (307, 308) and location:
                 following = location if "://" in location else f"{self.addr}{location}"
                 if url.startswith("https://") and not following.startswith("https://"):
@@ -240,23 +293,25 @@ class VaultHTTP:
         if not 200 <= status < 300:
             raise HTTPStatusError(status, _vault_errors(answer))
         if status == 204 or not answer.strip():
-            return {}
+            return VaultResponse({}, raw.headers)
         try:
             data = json.loads(answer)
         except ValueError:  # a fresh error: JSONDecodeError keeps the whole body in .doc
             raise ValueError("Vault's answer is not JSON") from None
         if not isinstance(data, dict):
             raise ValueError("Vault's answer is not a JSON object")
-        return data
+        return VaultResponse(data, raw.headers)
 
-    def _send(self, method: str, url: str, headers: dict[str, str],
-              payload: bytes | None) -> tuple[int, str | None, bytes]:
+    def _send(self, method: str, url: str, headers: Mapping[str, str],
+              body: bytes | None, *, deadline: float) -> RawResponse:
+        """The standard-library :class:`Exchange`: one connection per request."""
+        timeout = max(0.001, deadline - self.clock.monotonic())
         target = _target(url)
         proxy = _proxy_for(target)
         hop = proxy or target
         conn: http.client.HTTPConnection
         if target.scheme == "https":
-            conn = http.client.HTTPSConnection(hop.host, hop.port, timeout=self.timeout,
+            conn = http.client.HTTPSConnection(hop.host, hop.port, timeout=timeout,
                                                context=self._ssl_context())
             if proxy:
                 conn.set_tunnel(target.host, target.port, headers=(
@@ -264,10 +319,11 @@ class VaultHTTP:
                     else None))
             request_target = url[url.index("/", len("https://")):]
         else:
-            conn = http.client.HTTPConnection(hop.host, hop.port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(hop.host, hop.port, timeout=timeout)
             request_target = url if proxy else url[url.index("/", len("http://")):]
             if proxy and proxy.authorization:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
+        headers = dict(headers)
         # http.client's own hook for opening the socket (the same in 3.10 to 3.13).
         conn._create_connection = _connect  # type: ignore[attr-defined]
         try:
@@ -278,9 +334,11 @@ class VaultHTTP:
             except (TimeoutError, OSError) as exc:
                 raise TransportError("unreachable", _reason(exc), sent=False) from None
             try:
-                conn.request(method, request_target, body=payload, headers=headers)
+                conn.request(method, request_target, body=body, headers=headers)
                 response = conn.getresponse()
-                return response.status, response.getheader("Location"), response.read()
+                answer = response.read()
+                return RawResponse(response.status,
+                                   {k.lower(): v for k, v in response.getheaders()}, answer)
             except TimeoutError:
                 raise TransportError("timeout", "no answer in time", sent=True) from None
             except (http.client.HTTPException, OSError) as exc:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import errors
-from ._http import HTTPStatusError, TransportError, VaultHTTP
+from ._clock import SYSTEM_CLOCK, Clock
+from ._http import Exchange, HTTPStatusError, TransportError, VaultHTTP
 from .auth import AuthMethod, TokenAuth
 
 if TYPE_CHECKING:
@@ -321,11 +322,13 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
 class VaultClient:
     """Typed Vault endpoints with classified errors and bounded retries; holds one token."""
 
-    def __init__(self, settings: VaultSettings, *, attempts: int = 3) -> None:
+    def __init__(self, settings: VaultSettings, *, attempts: int = 3,
+                 clock: Clock = SYSTEM_CLOCK, exchange: Exchange | None = None) -> None:
         self.settings = settings
         self._attempts = attempts
         self._http = VaultHTTP(settings.addr, timeout=settings.timeout, verify=settings.verify,
-                               client_cert=settings.client_cert, namespace=settings.namespace)
+                               client_cert=settings.client_cert, namespace=settings.namespace,
+                               clock=clock, exchange=exchange)
         self.token: str | None = None
 
     def __repr__(self) -> str:
@@ -335,7 +338,7 @@ class VaultClient:
                  params: dict[str, str] | None = None, token: str | None = None
                  ) -> dict[str, Any]:
         return self._http.request(method, path, token=token or self.token, body=body,
-                                  params=params)
+                                  params=params).data
 
     # -- plumbing ---------------------------------------------------------------------------
 
