@@ -22,6 +22,7 @@ headers) is printed from the libraries' documentation. Not a test: nothing here 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import statistics
@@ -108,10 +109,8 @@ class Recorder(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if self.path.endswith("/big"):
-            payload = b'{"data": "' + b"x" * (4 << 20) + b'"}'
-        else:
-            payload = b"{}"
+        big = self.path.endswith("/big")
+        payload = b'{"data": "' + b"x" * (4 << 20) + b'"}' if big else b"{}"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -254,10 +253,8 @@ def probe_urllib3(main: str, other: str) -> dict[str, str]:
     address, got = first_bytes_server()
     proxied = urllib3.ProxyManager(f"https://{address}", timeout=2, retries=False,
                                    proxy_headers=urllib3.make_headers(proxy_basic_auth="u:pw"))
-    try:
+    with contextlib.suppress(Exception):
         proxied.request("GET", "https://vault.invalid:8200/v1/sys/health")
-    except Exception:
-        pass
     found["https:// proxy"] = ("TLS to the proxy" if got and got[0][:1] == b"\x16"
                                else "plain text to the proxy")
     started = time.monotonic()
@@ -301,7 +298,8 @@ def main() -> None:
     for name in ("stdlib transport", "urllib3", "vaultdb", "vaultdb + urllib3"):
         print(f"  {name:<18} +{added[name]:6.2f} ms")
     on_top = added["vaultdb + urllib3"] - added["vaultdb"]
-    print(f"  urllib3 / stdlib transport modules: {added['urllib3'] / added['stdlib transport']:.1f}x;"
+    ratio = added["urllib3"] / added["stdlib transport"]
+    print(f"  urllib3 / stdlib transport modules: {ratio:.1f}x;"
           f" urllib3 on top of vaultdb: +{on_top:.2f} ms = {on_top / added['vaultdb']:.2f}x"
           " vaultdb's own import")
 
