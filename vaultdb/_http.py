@@ -237,7 +237,10 @@ class VaultHTTP:
 
     def _redirect(self, current: str, location: str) -> str:
         """Where a 307/308 leads, if the token and body may go there; else refused."""
-        following = urljoin(current, location)
+        if location.startswith("/") and not location.startswith("//"):  # the usual case
+            following = current[:current.index("/", current.index("://") + 3)] + location
+        else:  # absolute, or relative to the current path (urljoin: http and https only)
+            following = urljoin(current, location)
         scheme, host, port, unix = _origin(following)
         if current.startswith("https://") and scheme != "https":
             raise TransportError("tls", "Vault redirected from https to plain http; "
