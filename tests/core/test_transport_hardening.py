@@ -124,6 +124,30 @@ def test_a_trickling_server_cannot_hold_a_request_past_its_deadline(
     assert holder[0].sent < 400  # the call gave up; it did not sit through the trickle
 
 
+def test_a_trickling_tls_handshake_cannot_hold_a_request_past_its_deadline(
+        serve: Callable[..., OneShot]) -> None:
+    """The server's "handshake" is a TLS record header announcing 16 KiB, then one byte every
+    5 ms: the TLS layer keeps waiting for the rest, and only the deadline ends the wait."""
+    holder: list[OneShot] = []
+
+    def script(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        conn.recv(65536)  # the ClientHello
+        conn.sendall(b"\x16\x03\x03\x40\x00")
+        for _ in range(400):
+            conn.sendall(b"\x00")
+            holder[0].sent += 1
+            threading.Event().wait(0.005)
+
+    holder.append(serve(script))
+    http = VaultHTTP(holder[0].url.replace("http://", "https://"), timeout=1.0,
+                     clock=SteppingClock())
+    with pytest.raises(TransportError) as info:
+        http.request("GET", "sys/health")
+    assert info.value.sent is False
+    assert holder[0].sent < 400
+
+
 def test_an_answer_over_the_size_limit_is_refused(serve: Callable[..., OneShot]) -> None:
     size = 2 << 20
 
