@@ -272,9 +272,9 @@ def probe_urllib3(main: str, other: str) -> dict[str, str]:
 
 
 DOCUMENTED = {
-    "Unix socket (unix:///path)": ("by hand (socket.AF_UNIX under the exchange)",
+    "Unix socket (unix:///path)": ("yes, by hand (AF_UNIX in vaultdb._wire)",
                                    "no (needs a custom HTTPConnection subclass)"),
-    "client certificate per login": ("by hand (a sibling VaultHTTP, own SSLContext)",
+    "client certificate per login": ("yes, by hand (VaultHTTP.with_client_cert)",
                                      "yes (pool_kwargs cert_file/key_file: a pool per cert)"),
     "consistency headers (X-Vault-Index)": ("yes (request headers in, response headers out)",
                                             "yes"),
