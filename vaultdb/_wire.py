@@ -220,8 +220,9 @@ class WireExchange:
         timer = _Timer(self._monotonic, deadline)
         target = target_of(url)
         proxy = None if target.unix else proxy_for(target)
-        sock, stream = self._open(target, proxy, timer)
+        sock: socket.socket | None = None
         try:
+            sock, stream = self._open(target, proxy, timer)
             path = url[url.index("/", len(target.scheme) + 3):]
             if proxy and target.scheme == "http":
                 path = url
@@ -244,7 +245,8 @@ class WireExchange:
                 raise TransportError("protocol", reason(exc), sent=True) from None
         finally:
             headers = body = None  # type: ignore[assignment]  # no secret in frame locals
-            sock.close()
+            if sock is not None:
+                sock.close()
 
     def _open(self, target: Target, proxy: Target | None, timer: _Timer
               ) -> tuple[socket.socket, _Stream]:
@@ -298,18 +300,22 @@ def _tunnel(stream: _Stream, target: Target, authorization: str | None) -> None:
     """``CONNECT host:port`` through the proxy; its ``200`` head read, nothing more."""
     host = f"[{target.host}]" if ":" in target.host else target.host
     head = f"CONNECT {host}:{target.port} HTTP/1.1\r\nHost: {host}:{target.port}\r\n"
-    if authorization:
-        head += f"Proxy-Authorization: {authorization}\r\n"
     try:
-        stream.send(f"{head}\r\n".encode())
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = stream.recv(4096)
-            if not chunk or len(answer) > 65536:
-                raise OSError("the proxy closed the connection or sent no end of its answer")
-            answer += chunk
-    except OSError as exc:
-        raise TransportError("unreachable", f"the proxy: {reason(exc)}", sent=False) from None
+        if authorization:
+            head += f"Proxy-Authorization: {authorization}\r\n"
+        try:
+            stream.send(f"{head}\r\n".encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = stream.recv(4096)
+                if not chunk or len(answer) > 65536:
+                    raise OSError("the proxy closed the connection or sent no end of its answer")
+                answer += chunk
+        except OSError as exc:
+            raise TransportError("unreachable", f"the proxy: {reason(exc)}",
+                                 sent=False) from None
+    finally:
+        authorization = head = None  # type: ignore[assignment]  # proxy credentials
     status = answer.split(b"\r\n", 1)[0].split(b" ")
     if len(status) < 2 or status[1] != b"200":
         code = status[1].decode("ascii", "replace")[:3] if len(status) > 1 else "?"

@@ -294,3 +294,23 @@ def test_a_307_to_another_host_gets_neither_token_nor_body(
     finally:
         other.shutdown()
         other.server_close()
+
+
+# -- proxy credentials ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", b""])
+def test_a_refused_tunnel_leaves_no_proxy_credentials_anywhere(
+        serve: Callable[..., OneShot], monkeypatch: pytest.MonkeyPatch, answer: bytes) -> None:
+    def proxy(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(answer)
+
+    server = serve(proxy)
+    monkeypatch.setenv("HTTPS_PROXY", server.url.replace("http://", f"http://ops:{SECRET_ID}@"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(TransportError) as info:
+        VaultHTTP("https://vault.invalid:8200", timeout=5).request("GET", "sys/health",
+                                                                   token=TOKEN)
+    assert (info.value.kind, info.value.sent) == ("unreachable", False)
+    assert secrets_reachable_from(info.value) == []
