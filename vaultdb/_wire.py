@@ -1,7 +1,7 @@
 """The standard-library :class:`~vaultdb._http.Exchange`: one HTTP request on its own connection.
 
-Why by hand rather than urllib3 (figures in ``docs/measurements.md``): urllib3 adds ~20 ms to
-an import of vaultdb and ~3 MiB, and of what this module must do it handles only TLS to an
+Why by hand rather than urllib3 (figures in ``docs/measurements.md``): urllib3 adds ~22 ms to
+an import of vaultdb and ~3.5 MiB, and of what this module must do it handles only TLS to an
 ``https://`` proxy by itself. Its timeouts, like ``http.client``'s, are per socket operation,
 so a server trickling one byte at a time holds a call for as long as it likes.
 
@@ -22,7 +22,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Union
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["MAX_RESPONSE_BYTES", "RawResponse", "TransportError", "WireExchange"]
@@ -96,12 +96,6 @@ class _Timer:
         return left
 
 
-class _Stream(Protocol):
-    def send(self, data: bytes) -> None: ...
-
-    def recv(self, size: int) -> bytes: ...
-
-
 class _SocketStream:
     """A socket whose every operation is bounded by the time left."""
 
@@ -163,6 +157,9 @@ class _TLSStream:
             return bytes(self._run(self._tls.read, size))
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):  # HTTP framing catches truncation
             return b""
+
+
+_Stream = Union["_SocketStream", "_TLSStream"]  # what both offer: send(data), recv(size)
 
 
 class _Reader(io.RawIOBase):
