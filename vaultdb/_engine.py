@@ -23,6 +23,7 @@ from typing import TypeVar
 from . import errors
 from . import events as ev
 from ._clock import Clock
+from ._failures import FailureState
 from ._leases import HeldLease, LeaseBook
 from ._planner import STATIC_GRACE, Action, EngineView, Plan, plan
 from ._retry import RetryPolicy
@@ -57,12 +58,10 @@ class LeaseEngine(Revocations):
         self.book = LeaseBook()
         self.counters = Counters()
         self.current: Credentials | None = None
-        self._failures = 0
-        self._retry_at: float | None = None
+        self.trouble = FailureState(role=self.role, retry=self.retry, clock=self.clock,
+                                    rng=self.rng, emit=self._emit)
         self._force_rotate: str | None = None
         self._expired_reported = False
-        self.last_error: errors.VaultDBError | None = None
-        self.last_error_at: float | None = None
         #: Set by :meth:`shutdown`: nothing may be fetched afterwards, it would never be revoked.
         self.closed = False
 
@@ -89,7 +88,7 @@ class LeaseEngine(Revocations):
                 try:
                     return self._replace("expired" if current else None, deadline).credentials
                 except errors.VaultDBError as exc:
-                    self._record_error(exc, "fetch credentials", will_retry=exc.retryable)
+                    self.trouble.record(exc, "fetch credentials", will_retry=exc.retryable)
                     if not exc.retryable:
                         raise
                     # A last attempt cut short by our own deadline says less than the one
@@ -160,7 +159,7 @@ class LeaseEngine(Revocations):
             token_renewal_at=session.renewal_due() if held else None,
             token_hard_end=session.hard_end(),
             next_revocation=self.book.next_revocation(),
-            force_rotate=self._force_rotate, retry_at=self._retry_at,
+            force_rotate=self._force_rotate, retry_at=self.trouble.retry_at,
             unreported_deadline=(current.deadline if current is not None
                                  and not self._expired_reported else None))
 
@@ -183,9 +182,9 @@ class LeaseEngine(Revocations):
             else:
                 self._force_rotate = None
                 self._replace(next_plan.reason, deadline)
-            self._failures, self._retry_at = 0, None
+            self.trouble.succeeded()
         except errors.VaultDBError as exc:
-            self._failed(exc)
+            self.trouble.failed(exc, self.current)
 
     def _renew(self, deadline: float) -> None:
         held = self.book.current
@@ -317,29 +316,6 @@ class LeaseEngine(Revocations):
             self.current = held.credentials
 
     # -- failures ---------------------------------------------------------------------------
-
-    def _failed(self, exc: errors.VaultDBError) -> None:
-        self._failures += 1
-        now = self.clock.monotonic()
-        left = self.current.seconds_left(now) if self.current else None
-        valid = left is not None and left > 0
-        delay = self.retry.delay(self._failures, unit=self.rng.uniform(-1, 1),
-                                 time_left=left if valid else None, urgent=not valid)
-        if not exc.retryable and valid:
-            # Slow down for errors that need a human (policy, config), but still try again
-            # before the credentials run out: a rewritten token file must be picked up in time.
-            delay = max(delay, min(self.retry.maximum / 2, max(left / 2, 1.0)))  # type: ignore[operator]
-        self._retry_at = now + delay
-        self._record_error(exc, "maintain credentials", will_retry=True)
-        level = logging.WARNING if valid and left > delay else logging.ERROR  # type: ignore[operator]
-        logger.log(level, "vaultdb: %s (attempt %d); current credentials valid for %s; retry in "
-                   "%.1fs", exc, self._failures, f"{left:.1f}s" if left is not None else "n/a",
-                   delay)
-
-    def _record_error(self, exc: errors.VaultDBError, operation: str, *, will_retry: bool) -> None:
-        self.counters.errors += 1
-        self.last_error, self.last_error_at = exc, self.clock.time()
-        self._emit(ev.LeaseError(self.role, exc, operation, will_retry))
 
     def _report_expiry(self) -> None:
         self._expired_reported = True

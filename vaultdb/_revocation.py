@@ -38,7 +38,6 @@ class Counters:
     renewals: int = 0
     rotations: int = 0
     revocations: int = 0
-    errors: int = 0
     #: Credentials reads that got no answer after they may have reached Vault.
     orphans_suspected: int = 0
 

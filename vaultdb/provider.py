@@ -284,7 +284,7 @@ class CredentialProvider:
         engine = self._engine
         creds, token, c = engine.current, engine.session.token, engine.counters
         now = self._now()
-        error = engine.last_error
+        error, error_at = engine.trouble.last_error, engine.trouble.last_error_at
         return ProviderStatus(
             role=self.role,
             state=self._state.value,
@@ -295,10 +295,10 @@ class CredentialProvider:
             lease_seconds_left=creds.seconds_left(now) if creds else None,
             token_seconds_left=token.seconds_left(now) if token else None,
             logins=engine.session.logins, renewals=c.renewals, rotations=c.rotations,
-            revocations=c.revocations, errors=c.errors,
+            revocations=c.revocations, errors=engine.trouble.count,
             last_error=str(error) if error else None,
-            last_error_at=(datetime.fromtimestamp(engine.last_error_at, timezone.utc)
-                           if engine.last_error_at else None),
+            last_error_at=(datetime.fromtimestamp(error_at, timezone.utc)
+                           if error_at else None),
         )
 
     # -- lifecycle --------------------------------------------------------------------------
