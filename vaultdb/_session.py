@@ -6,16 +6,16 @@ replaces the immutable :class:`~vaultdb.credentials.LoginToken`) is seen by ever
 once. Old tokens that this process created stay until no held lease was created with them,
 then they are revoked.
 
-The session also carries Vault's consistency index: the ``X-Vault-Index`` header of each
-answer is sent back on the next requests, so a standby node that has not yet caught up with a
-login or a credentials read answers 412 ("not yet") instead of 403 ("no such token").
+The session's Vault client carries Vault's consistency index (``X-Vault-Index``, see
+:class:`vaultdb._vault.VaultClient`), so a standby that has not yet caught up with this
+session's login answers 412 ("not yet", retried) instead of 403 ("no such token").
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 
 from . import errors
@@ -48,7 +48,6 @@ class LoginSession:
         self.rng = rng
         self._emit = emit
         self._role = role
-        vault.on_headers = self._saw_headers
         self.reset()
 
     def reset(self) -> None:
@@ -57,8 +56,7 @@ class LoginSession:
         self._old: list[LoginToken] = []
         self._dead: list[str] = []
         self._unit = self.rng.uniform(-1, 1)
-        self.index: str | None = None
-        self.vault.headers.pop("X-Vault-Index", None)
+        self.vault.forget_index()
         self.vault.token = None
         self.logins = 0
 
@@ -212,9 +210,3 @@ class LoginSession:
     def _remember_dead(self, accessor: str) -> None:
         self._dead.append(accessor)
         del self._dead[:-_DEAD_MEMORY]
-
-    def _saw_headers(self, headers: Mapping[str, str]) -> None:
-        index = headers.get("x-vault-index")
-        if index and index != self.index:
-            self.index = index
-            self.vault.headers["X-Vault-Index"] = index

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -369,6 +369,11 @@ class _Impossible(Exception):
 class VaultClient:
     """Typed Vault endpoints with classified errors and bounded retries.
 
+    Read-after-write consistency on a cluster whose standbys serve reads: the ``X-Vault-Index``
+    of each answer is sent back with the next requests, so a node that has not yet seen this
+    client's login or lease answers 412 (retried in place) instead of 403 or "lease not
+    found". Nodes that send no index get none back.
+
     Stateless about tokens: each call takes the token it runs with (a :class:`Secret`), so one
     client can serve a login session shared by several providers. ``self.token`` is the default
     for callers that hold one token (the preflight check, tests). Every call ends by its
@@ -387,10 +392,9 @@ class VaultClient:
                                client_cert=settings.client_cert, namespace=settings.namespace,
                                clock=clock, exchange=exchange)
         self.token: Secret | None = None
-        #: Request headers every call carries (the login session's consistency index).
+        #: Request headers every call carries (the consistency index).
         self.headers: dict[str, str] = {}
-        #: Called with each answer's headers (the login session tracks ``X-Vault-Index``).
-        self.on_headers: Callable[[Mapping[str, str]], None] | None = None
+        self._stale_answers = 0
 
     def __repr__(self) -> str:
         return f"VaultClient(addr={self.settings.addr!r})"
@@ -404,9 +408,23 @@ class VaultClient:
         answer = self._http.request(method, path, token=secret.reveal() if secret else None,
                                     body=body, params=params, deadline=deadline,
                                     headers=self.headers or None)
-        if self.on_headers is not None:
-            self.on_headers(answer.headers)
+        index = answer.headers.get("x-vault-index")
+        if index:
+            self.headers["X-Vault-Index"] = index
+        self._stale_answers = 0
         return answer.data
+
+    def forget_index(self) -> None:
+        self.headers.pop("X-Vault-Index", None)
+
+    def _saw_stale(self) -> None:
+        """A 412: the node has not caught up with the index we sent. Retried in place; a
+        second one in a row drops the index (a restarted dev server may never reach it)."""
+        self._stale_answers += 1
+        if self._stale_answers >= 2 and "X-Vault-Index" in self.headers:
+            logger.info("Vault answered 412 twice for the consistency index sent; going on "
+                        "without it")
+            self.forget_index()
 
     def _deadline(self, deadline: float | None) -> float:
         return self.clock.monotonic() + 3 * self.settings.timeout if deadline is None else deadline
@@ -438,6 +456,8 @@ class VaultClient:
                     error = classify(exc, operation=operation, method=method, path=path,
                                      hint=hint, addr=f"Vault at {self.settings.addr}")
                 outcome, status = type(error).__name__, error.status
+                if status == 412:
+                    self._saw_stale()
             finally:
                 if _request_observers:
                     _observe(RequestInfo(method, path, self.clock.monotonic() - started,
