@@ -157,9 +157,18 @@ class SimConfig:
     #: Where ``redirect`` faults point (default: the other addresses, else this one).
     redirect_to: tuple[str, ...] = ()
     version: str = "2.7.2"
+    #: Vault truncates times to whole seconds of its wall clock: this offset (seconds, in
+    #: [0, 1)) is added to monotonic time before truncating (None: drawn from the rng).
+    second_phase: float | None = None
 
 
 # -- faults ----------------------------------------------------------------------------------
+
+def _num(value: float) -> str:
+    """The shortest text that reads back as the same float."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
 
 @dataclass(frozen=True)
 class Window:
@@ -220,9 +229,9 @@ class FaultPlan:
 
     def describe(self) -> str:
         """Compact text, e.g. ``windows=sealed@10-25,restart@300.5-310;rates=slow:0.001``."""
-        wins = ",".join(f"{w.kind}@{w.start:g}-{w.end:g}" for w in self.windows)
-        rates = ",".join(f"{k}:{v:g}" for k, v in sorted(self.rates.items()) if v)
-        return f"windows={wins};rates={rates};slow={self.slow[0]:g}-{self.slow[1]:g}"
+        wins = ",".join(f"{w.kind}@{_num(w.start)}-{_num(w.end)}" for w in self.windows)
+        rates = ",".join(f"{k}:{_num(v)}" for k, v in sorted(self.rates.items()) if v)
+        return f"windows={wins};rates={rates};slow={_num(self.slow[0])}-{_num(self.slow[1])}"
 
     @classmethod
     def parse(cls, text: str) -> FaultPlan:
@@ -393,7 +402,8 @@ class _State:
         self.ids = ids
         self.ledger = ledger
         #: Vault truncates times to its wall clock's whole seconds: where they fall is random.
-        self.phase = ids.random()
+        drawn = ids.random()
+        self.phase = drawn if config.second_phase is None else config.second_phase % 1.0
         self.tokens: dict[str, _Token] = {}  # live tokens by secret
         self.accessors: dict[str, str] = {}  # every token secret ever issued -> accessor
         self.leases: dict[str, _Lease] = {}  # live leases by id
