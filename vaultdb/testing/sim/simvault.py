@@ -419,9 +419,8 @@ class _State:
         heapq.heappush(self.heap, (when, self.seq, key))
 
     def _id(self, n: int = 24) -> str:
-        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-        bits = self.ids.getrandbits(6 * n)
-        return "".join(alphabet[(bits >> (6 * i)) % 62] for i in range(n))
+        """``n`` random hex digits (Vault's ids are base62; nothing here depends on that)."""
+        return f"{self.ids.getrandbits(4 * n):0{n}x}"
 
     def calculate_ttl(self, increment: int, backend_ttl: int, period: int, backend_max: int,
                       explicit_max: int, issue: float, now: float) -> tuple[int, str | None]:
@@ -625,6 +624,7 @@ class SimVault:
         self._leaderless = False
         self._epoch = clock.monotonic()  # static passwords rotate from here (and restarts)
         self._static_salt = self._state._id(8)
+        self._requests = 0
         self._routes: dict[str, Handler] = {
             "auth/token/lookup-self": self._lookup_self,
             "auth/token/renew-self": self._renew_self,
@@ -818,7 +818,7 @@ class SimVault:
         fields: dict[str, Any] = {}
         if body:
             try:
-                parsed = json.loads(body)
+                parsed = json.loads(body.decode("utf-8", "replace"))
             except ValueError:
                 return _error(400, "failed to decode JSON input: invalid character")
             fields = parsed if isinstance(parsed, dict) else {}
@@ -840,10 +840,9 @@ class SimVault:
         return _error(403, _DENIED_ACL)
 
     def _envelope(self, **fields: Any) -> dict[str, Any]:
-        bits = self._state.ids.getrandbits(128)
-        text = f"{bits:032x}"
+        self._requests += 1
         answer: dict[str, Any] = {
-            "request_id": f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}",
+            "request_id": f"00000000-0000-4000-8000-{self._requests:012x}",
             "lease_id": "", "renewable": False, "lease_duration": 0, "data": None,
             "wrap_info": None, "warnings": None, "auth": None}
         answer.update(fields)
