@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import math
 import random
-import threading
 from typing import Any
 
 import pytest
+from simclock import ManualClock
 
 from vaultdb import errors
 from vaultdb._http import TransportError, VaultHTTP
@@ -32,30 +32,6 @@ from vaultdb.testing.sim.simvault import (
 
 ADDR = "http://vault.sim:8200"
 OTHER = "http://vault-b.sim:8200"
-
-
-class ManualClock:
-    """Virtual time: ``sleep`` moves it forward, nothing else does."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_796_000_000.0 + self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += max(0.0, seconds)
-
-    def lock(self) -> threading.RLock:
-        return threading.RLock()
-
-    def event(self) -> threading.Event:
-        return threading.Event()
 
 
 def make(seed: int = 1, *, faults: FaultPlan | None = None, **config: Any
