@@ -312,7 +312,9 @@ def test_restart_loses_every_token_and_lease_without_dropping_users() -> None:
     record = vault.ledger.leases[lease_id]
     assert record.why == "lost-in-restart" and record.dropped_at is None
     assert vault.ledger.tokens[accessor].why == "lost-in-restart"
-    assert all(r.why == "lost-in-restart" for r in vault.ledger.leases_of("foreign"))
+    foreign = vault.ledger.leases_of("foreign")
+    assert [r.why for r in foreign] == ["lost-in-restart"] * 4 + [None] * 4  # and new ones
+    assert {r.created for r in foreign[4:]} == set(vault.ledger.restarts)
 
 
 def test_scheduled_restart_applies_at_the_windows_start() -> None:

@@ -147,8 +147,9 @@ class SimConfig:
     #: A refused connection fails after this long (never zero: virtual time must move on).
     refused_latency: float = 0.001
     faults: FaultPlan | None = None
-    #: Another process's tokens (each with ``foreign_leases`` leases on the first role),
-    #: created at start, so a revocation of something not the process's own is detectable.
+    #: Another process's tokens (each with ``foreign_leases`` leases on the first role's
+    #: path, as long-lived as the token), created at start and again after each restart, so
+    #: a revocation of something not the process's own is detectable.
     foreign_tokens: int = 2
     foreign_leases: int = 2
     foreign_token: TokenSpec = TokenSpec(ttl=7 * _DAY, max_ttl=30 * _DAY)
@@ -632,14 +633,20 @@ class SimVault:
             "sys/leases/renew": self._renew,
             "sys/leases/revoke": self._revoke,
         }
-        now = clock.monotonic()
+        self._seed_foreign(clock.monotonic())
+
+    def _seed_foreign(self, now: float) -> None:
+        """Another process's tokens and leases (on the first role's path, living as long as
+        the foreign token: that process keeps renewing them)."""
+        config = self.config
         first_role = next(iter(config.roles), None)
+        spec = config.foreign_token
+        role = DynamicRole(spec.ttl, spec.max_ttl)
         for _ in range(config.foreign_tokens):
-            token = self._state.new_token(config.foreign_token, "foreign", "auth/token/create",
-                                          now)
+            token = self._state.new_token(spec, "foreign", "auth/token/create", now)
             for _ in range(config.foreign_leases if first_role else 0):
                 assert first_role is not None
-                self._state.new_lease(first_role, config.roles[first_role], token, now)
+                self._state.new_lease(first_role, role, token, now)
 
     def __repr__(self) -> str:
         return f"SimVault(addresses={self.config.addresses!r}, plan={self.plan.describe()!r})"
@@ -685,6 +692,7 @@ class SimVault:
         self._state.lose_everything(at)
         self.ledger.restarts.append(at)
         self._epoch = at  # the operator re-creates static roles: Vault rotates at once
+        self._seed_foreign(at)  # the other process logs in again
 
     def static_password(self, role: str, at: float | None = None) -> str:
         """The password static role ``role`` has at ``at`` (default now)."""
