@@ -35,6 +35,7 @@ import random
 import time as _time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..._clock import Clock
@@ -71,7 +72,7 @@ REQUEST_FAULTS = ("refused", "blackhole", "lost_reply", "slow", "truncated", "tr
                   "redirect")
 
 _DAY = 86400
-_JSON = {"content-type": "application/json"}
+_JSON: Mapping[str, str] = MappingProxyType({"content-type": "application/json"})
 _NOT_FOUND = "lease not found"
 _DENIED = "permission denied"
 _DENIED_ACL = "1 error occurred:\n\t* permission denied\n\n"
@@ -716,12 +717,14 @@ class SimVault:
         left = deadline - now
         if left <= 0:
             return self._timeout(record, 0.0)
-        fault = "refused" if host not in self._hosts else self._pick_fault(now)
+        known = host in self._hosts
+        fault = self._pick_fault(now) if known else "refused"
         record.fault = fault
         if fault == "refused":
             clock.sleep(min(self.config.refused_latency, left))
             record.outcome, record.done = "unreachable", clock.monotonic()
-            raise TransportError("unreachable", "ConnectionRefusedError: Connection refused",
+            raise TransportError("unreachable", "ConnectionRefusedError: Connection refused"
+                                 if known else "name resolution failed (unknown host)",
                                  sent=False)
         if fault == "blackhole":
             return self._timeout(record, left)
@@ -752,10 +755,11 @@ class SimVault:
             data = data[: len(data) // 2]
         out = _JSON
         if extra or self.config.index_header:
-            out = {**_JSON, **(extra or {})}
+            headers_out = {**_JSON, **(extra or {})}
             if self.config.index_header:
                 state = json.dumps({"cluster_id": self._cluster_id, "index": self._state.index})
-                out["x-vault-index"] = base64.b64encode(state.encode()).decode()
+                headers_out["x-vault-index"] = base64.b64encode(state.encode()).decode()
+            out = headers_out
         if latency >= left:
             return self._timeout(record, left)
         clock.sleep(latency)
