@@ -591,6 +591,220 @@ def _int(value: Any) -> int | None:
 Handler = Callable[[str, str, dict[str, Any], str | None, float], tuple[int, Any]]
 
 
+class _Endpoints:
+    """Vault's HTTP API over :class:`_State`: one request in, its effects and its answer out."""
+
+    def __init__(self, clock: Clock, config: SimConfig, state: _State, cluster_id: str
+                 ) -> None:
+        self.clock = clock
+        self.config = config
+        self.state = state
+        self.cluster_id = cluster_id
+        self.epoch = clock.monotonic()  # static passwords rotate from here (and restarts)
+        self.static_salt = state._id(8)
+        self.requests = 0
+        self.routes: dict[str, Handler] = {
+            "auth/token/lookup-self": self._lookup_self,
+            "auth/token/renew-self": self._renew_self,
+            "auth/token/revoke-self": self._revoke_self,
+            "sys/leases/renew": self._renew,
+            "sys/leases/revoke": self._revoke,
+        }
+
+    def static_password(self, role: str, at: float | None = None) -> str:
+        """The password static role ``role`` has at ``at`` (default now)."""
+        at = self.clock.monotonic() if at is None else at
+        spec = self.config.static_roles[role]
+        index = math.floor((at - self.epoch) / spec.rotation_period)
+        return f"static-{self.static_salt}-{len(self.state.ledger.restarts)}-{role}-{index}"
+
+    def route(self, method: str, path: str, query: str, secret: str | None,
+               body: bytes | None, now: float) -> tuple[int, Any]:
+        fields: dict[str, Any] = {}
+        if body:
+            try:
+                parsed = json.loads(body.decode("utf-8", "replace"))
+            except ValueError:
+                return _error(400, "failed to decode JSON input: invalid character")
+            fields = parsed if isinstance(parsed, dict) else {}
+        if path == "sys/health":
+            return self._health(method, query, fields, secret, now)
+        handler = self.routes.get(path)
+        if handler is None and path.startswith("auth/") and path.endswith("/login"):
+            return self._login(method, path, fields, now)
+        token = self.state.live_token(secret)
+        if token is None:
+            return _error(403, _DENIED)
+        if handler is not None:
+            return handler(method, query, fields, secret, now)
+        prefix, _, role = path.rpartition("/")
+        if method == "GET" and prefix == f"{self.config.mount}/creds":
+            return self._creds(role, token, now)
+        if method == "GET" and prefix == f"{self.config.mount}/static-creds":
+            return self._static_creds(role, now)
+        return _error(403, _DENIED_ACL)
+
+    def _envelope(self, **fields: Any) -> dict[str, Any]:
+        self.requests += 1
+        answer: dict[str, Any] = {
+            "request_id": f"00000000-0000-4000-8000-{self.requests:012x}",
+            "lease_id": "", "renewable": False, "lease_duration": 0, "data": None,
+            "wrap_info": None, "warnings": None, "auth": None}
+        answer.update(fields)
+        return answer
+
+    def _auth(self, token: _Token, ttl: int, warning: str | None) -> dict[str, Any]:
+        spec = token.spec
+        return self._envelope(warnings=[warning] if warning else None, auth={
+            "client_token": token.secret, "accessor": token.record.accessor,
+            "policies": list(spec.policies), "token_policies": list(spec.policies),
+            "metadata": None, "lease_duration": ttl, "renewable": spec.renewable,
+            "entity_id": "", "token_type": "service", "orphan": True,
+            "mfa_requirement": None, "num_uses": 0})
+
+    def _health(self, method: str, query: str, fields: dict[str, Any], secret: str | None,
+                now: float) -> tuple[int, Any]:
+        return self.health_answer(query, sealed=False, standby=False)
+
+    def health_answer(self, query: str, *, sealed: bool, standby: bool) -> tuple[int, Any]:
+        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+        status = 200
+        if sealed:
+            status = int(params.get("sealedcode") or 503)
+        elif standby and params.get("standbyok") != "true":
+            status = int(params.get("standbycode") or 429)
+        payload: dict[str, Any] = {
+            "initialized": True, "sealed": sealed, "standby": standby or sealed,
+            "replication_performance_mode": "disabled", "replication_dr_mode": "disabled",
+            "server_time_utc": int(self.clock.time()), "version": self.config.version}
+        if not sealed:
+            payload["cluster_name"] = "vault-cluster-sim"
+            payload["cluster_id"] = self.cluster_id
+        return status, payload
+
+    def _login(self, method: str, path: str, fields: dict[str, Any], now: float
+               ) -> tuple[int, Any]:
+        mount = self.config.auth.get(path[len("auth/"):-len("/login")])
+        if mount is None or method not in ("POST", "PUT"):
+            return _error(403, _DENIED)
+        if mount.kind == "approle":
+            if not fields.get("role_id"):
+                return _error(500, "missing role_id")
+            if not fields.get("secret_id"):
+                return _error(400, "invalid role or secret ID")
+        else:
+            if not fields.get("jwt"):
+                return _error(400, "missing token" if mount.kind == "jwt" else "missing jwt")
+            if not fields.get("role"):
+                return _error(400, "missing role")
+        token = self.state.new_token(mount.token, "process", path, now)
+        return 200, self._auth(token, round(token.record.expires - now), None)
+
+    def _lookup_self(self, method: str, query: str, fields: dict[str, Any],
+                     secret: str | None, now: float) -> tuple[int, Any]:
+        token = self.state.live_token(secret)
+        if method != "GET" or token is None:
+            return _error(403, _DENIED_ACL)
+        record, spec = token.record, token.spec
+        data: dict[str, Any] = {
+            "accessor": record.accessor, "creation_time": self.state._sec(token.issue),
+            "creation_ttl": token.creation_ttl, "display_name": record.path.split("/")[1],
+            "entity_id": "", "expire_time": self._iso(record.expires),
+            "explicit_max_ttl": spec.explicit_max_ttl, "id": token.secret,
+            "issue_time": self._iso(token.issue), "meta": None, "num_uses": 0,
+            "orphan": True, "path": record.path, "policies": list(spec.policies),
+            "renewable": spec.renewable, "ttl": max(0, round(record.expires - now)),
+            "type": "service"}
+        if spec.period:
+            data["period"] = spec.period
+        return 200, self._envelope(data=data)
+
+    def _iso(self, t: float) -> str:
+        wall = self.clock.time() + (t - self.clock.monotonic())
+        stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(wall))
+        return f"{stamp}.{int((wall % 1) * 1e9):09d}Z"
+
+    def _renew_self(self, method: str, query: str, fields: dict[str, Any],
+                    secret: str | None, now: float) -> tuple[int, Any]:
+        token = self.state.live_token(secret)
+        if method not in ("POST", "PUT") or token is None:
+            return _error(403, _DENIED_ACL)
+        increment = _increment(fields)
+        if isinstance(increment, tuple):
+            return increment
+        if not token.spec.renewable:
+            return _error(400, "lease is not renewable")
+        try:
+            ttl, warning = self.state.renew_token(token, increment, now)
+        except _PastMax:
+            return _error(500, _PAST_MAX_TOKEN)
+        return 200, self._auth(token, ttl, warning)
+
+    def _revoke_self(self, method: str, query: str, fields: dict[str, Any],
+                     secret: str | None, now: float) -> tuple[int, Any]:
+        token = self.state.live_token(secret)
+        if method not in ("POST", "PUT") or token is None:
+            return _error(403, _DENIED_ACL)
+        self.state.end_token(token, now, "revoked", token.record.accessor)
+        return 204, None
+
+    def _creds(self, role: str, token: _Token, now: float) -> tuple[int, Any]:
+        spec = self.config.roles.get(role)
+        if spec is None:
+            return _error(400, f"unknown role: {role}")
+        lease = self.state.new_lease(role, spec, token, now)
+        record = lease.record
+        return 200, self._envelope(
+            lease_id=record.lease_id, renewable=True,
+            lease_duration=round(record.expires - now),
+            data={"password": f"pw-{self.state._id(20)}", "username": record.username})
+
+    def _static_creds(self, role: str, now: float) -> tuple[int, Any]:
+        spec = self.config.static_roles.get(role)
+        if spec is None:
+            return _error(400, f"unknown role: {role}")
+        period = spec.rotation_period
+        index = math.floor((now - self.epoch) / period)
+        rotated = self.epoch + index * period
+        self.state.ledger.static_reads.append((now, role, index))
+        return 200, self._envelope(data={
+            "last_vault_rotation": self._iso(rotated),
+            "password": self.static_password(role, now), "rotation_period": period,
+            "ttl": max(0, math.floor(rotated + period - now)), "username": spec.username})
+
+    def _renew(self, method: str, query: str, fields: dict[str, Any], secret: str | None,
+               now: float) -> tuple[int, Any]:
+        if method not in ("POST", "PUT"):
+            return _error(403, _DENIED_ACL)
+        lease_id = fields.get("lease_id")
+        if not lease_id or not isinstance(lease_id, str):
+            return _error(400, "lease_id must be specified")
+        increment = _increment(fields)
+        if isinstance(increment, tuple):
+            return increment
+        lease = self.state.leases.get(lease_id)
+        if lease is None:
+            return _error(400, _NOT_FOUND)
+        try:
+            ttl, warning = self.state.renew_lease(lease, increment, now)
+        except _PastMax:
+            return _error(400, _PAST_MAX_LEASE)
+        return 200, self._envelope(lease_id=lease_id, renewable=True, lease_duration=ttl,
+                                   warnings=[warning] if warning else None)
+
+    def _revoke(self, method: str, query: str, fields: dict[str, Any], secret: str | None,
+                now: float) -> tuple[int, Any]:
+        if method not in ("POST", "PUT"):
+            return _error(403, _DENIED_ACL)
+        lease_id = fields.get("lease_id")
+        if not lease_id or not isinstance(lease_id, str):
+            return _error(400, "lease_id must be specified")
+        lease = self.state.leases.get(lease_id)
+        if lease is not None:  # unknown or already revoked: 204 all the same (seen in OpenBao)
+            self.state.end_lease(lease, now, "revoked", self.state.accessors.get(secret or ""))
+        return 204, None
+
+
 class SimVault:
     """A simulated Vault: call it as an :class:`~vaultdb._http.Exchange`.
 
@@ -624,16 +838,7 @@ class SimVault:
         self._down_until = -math.inf
         self._sealed = False
         self._leaderless = False
-        self._epoch = clock.monotonic()  # static passwords rotate from here (and restarts)
-        self._static_salt = self._state._id(8)
-        self._requests = 0
-        self._routes: dict[str, Handler] = {
-            "auth/token/lookup-self": self._lookup_self,
-            "auth/token/renew-self": self._renew_self,
-            "auth/token/revoke-self": self._revoke_self,
-            "sys/leases/renew": self._renew,
-            "sys/leases/revoke": self._revoke,
-        }
+        self._api = _Endpoints(clock, config, self._state, self._cluster_id)
         self._seed_foreign(clock.monotonic())
 
     def _seed_foreign(self, now: float) -> None:
@@ -692,15 +897,12 @@ class SimVault:
     def _restart(self, at: float) -> None:
         self._state.lose_everything(at)
         self.ledger.restarts.append(at)
-        self._epoch = at  # the operator re-creates static roles: Vault rotates at once
+        self._api.epoch = at  # the operator re-creates static roles: Vault rotates at once
         self._seed_foreign(at)  # the other process logs in again
 
     def static_password(self, role: str, at: float | None = None) -> str:
         """The password static role ``role`` has at ``at`` (default now)."""
-        at = self.clock.monotonic() if at is None else at
-        spec = self.config.static_roles[role]
-        index = math.floor((at - self._epoch) / spec.rotation_period)
-        return f"static-{self._static_salt}-{len(self.ledger.restarts)}-{role}-{index}"
+        return self._api.static_password(role, at)
 
     # -- the exchange --
 
@@ -734,7 +936,7 @@ class SimVault:
         if fault in ANSWER_FAULTS:
             status, payload, extra = self._fault_answer(fault, host, path, query)
         else:
-            status, payload = self._route(method, path, query, secret, body, now)
+            status, payload = self._api.route(method, path, query, secret, body, now)
             record.applied = True
             if fault == "lost_reply":
                 return self._timeout(record, left)
@@ -800,7 +1002,7 @@ class SimVault:
             location = f"{target}/v1/{path}" + (f"?{query}" if query else "")
             return 307, None, {"location": location}
         if path == "sys/health" and fault in ("sealed", "leaderless"):
-            status, payload = self._health_answer(query, sealed=fault == "sealed",
+            status, payload = self._api.health_answer(query, sealed=fault == "sealed",
                                                   standby=True)
             return status, payload, None
         if fault == "bad_gateway":
@@ -822,194 +1024,6 @@ class SimVault:
             payload["lease_duration"] = value
         elif isinstance(data, dict) and "ttl" in data:
             data["ttl"] = value
-
-    # -- routing --
-
-    def _route(self, method: str, path: str, query: str, secret: str | None,
-               body: bytes | None, now: float) -> tuple[int, Any]:
-        fields: dict[str, Any] = {}
-        if body:
-            try:
-                parsed = json.loads(body.decode("utf-8", "replace"))
-            except ValueError:
-                return _error(400, "failed to decode JSON input: invalid character")
-            fields = parsed if isinstance(parsed, dict) else {}
-        if path == "sys/health":
-            return self._health(method, query, fields, secret, now)
-        handler = self._routes.get(path)
-        if handler is None and path.startswith("auth/") and path.endswith("/login"):
-            return self._login(method, path, fields, now)
-        token = self._state.live_token(secret)
-        if token is None:
-            return _error(403, _DENIED)
-        if handler is not None:
-            return handler(method, query, fields, secret, now)
-        prefix, _, role = path.rpartition("/")
-        if method == "GET" and prefix == f"{self.config.mount}/creds":
-            return self._creds(role, token, now)
-        if method == "GET" and prefix == f"{self.config.mount}/static-creds":
-            return self._static_creds(role, now)
-        return _error(403, _DENIED_ACL)
-
-    def _envelope(self, **fields: Any) -> dict[str, Any]:
-        self._requests += 1
-        answer: dict[str, Any] = {
-            "request_id": f"00000000-0000-4000-8000-{self._requests:012x}",
-            "lease_id": "", "renewable": False, "lease_duration": 0, "data": None,
-            "wrap_info": None, "warnings": None, "auth": None}
-        answer.update(fields)
-        return answer
-
-    def _auth(self, token: _Token, ttl: int, warning: str | None) -> dict[str, Any]:
-        spec = token.spec
-        return self._envelope(warnings=[warning] if warning else None, auth={
-            "client_token": token.secret, "accessor": token.record.accessor,
-            "policies": list(spec.policies), "token_policies": list(spec.policies),
-            "metadata": None, "lease_duration": ttl, "renewable": spec.renewable,
-            "entity_id": "", "token_type": "service", "orphan": True,
-            "mfa_requirement": None, "num_uses": 0})
-
-    def _health(self, method: str, query: str, fields: dict[str, Any], secret: str | None,
-                now: float) -> tuple[int, Any]:
-        return self._health_answer(query, sealed=False, standby=False)
-
-    def _health_answer(self, query: str, *, sealed: bool, standby: bool) -> tuple[int, Any]:
-        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
-        status = 200
-        if sealed:
-            status = int(params.get("sealedcode") or 503)
-        elif standby and params.get("standbyok") != "true":
-            status = int(params.get("standbycode") or 429)
-        payload: dict[str, Any] = {
-            "initialized": True, "sealed": sealed, "standby": standby or sealed,
-            "replication_performance_mode": "disabled", "replication_dr_mode": "disabled",
-            "server_time_utc": int(self.clock.time()), "version": self.config.version}
-        if not sealed:
-            payload["cluster_name"] = "vault-cluster-sim"
-            payload["cluster_id"] = self._cluster_id
-        return status, payload
-
-    def _login(self, method: str, path: str, fields: dict[str, Any], now: float
-               ) -> tuple[int, Any]:
-        mount = self.config.auth.get(path[len("auth/"):-len("/login")])
-        if mount is None or method not in ("POST", "PUT"):
-            return _error(403, _DENIED)
-        if mount.kind == "approle":
-            if not fields.get("role_id"):
-                return _error(500, "missing role_id")
-            if not fields.get("secret_id"):
-                return _error(400, "invalid role or secret ID")
-        else:
-            if not fields.get("jwt"):
-                return _error(400, "missing token" if mount.kind == "jwt" else "missing jwt")
-            if not fields.get("role"):
-                return _error(400, "missing role")
-        token = self._state.new_token(mount.token, "process", path, now)
-        return 200, self._auth(token, round(token.record.expires - now), None)
-
-    def _lookup_self(self, method: str, query: str, fields: dict[str, Any],
-                     secret: str | None, now: float) -> tuple[int, Any]:
-        token = self._state.live_token(secret)
-        if method != "GET" or token is None:
-            return _error(403, _DENIED_ACL)
-        record, spec = token.record, token.spec
-        data: dict[str, Any] = {
-            "accessor": record.accessor, "creation_time": self._state._sec(token.issue),
-            "creation_ttl": token.creation_ttl, "display_name": record.path.split("/")[1],
-            "entity_id": "", "expire_time": self._iso(record.expires),
-            "explicit_max_ttl": spec.explicit_max_ttl, "id": token.secret,
-            "issue_time": self._iso(token.issue), "meta": None, "num_uses": 0,
-            "orphan": True, "path": record.path, "policies": list(spec.policies),
-            "renewable": spec.renewable, "ttl": max(0, round(record.expires - now)),
-            "type": "service"}
-        if spec.period:
-            data["period"] = spec.period
-        return 200, self._envelope(data=data)
-
-    def _iso(self, t: float) -> str:
-        wall = self.clock.time() + (t - self.clock.monotonic())
-        stamp = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(wall))
-        return f"{stamp}.{int((wall % 1) * 1e9):09d}Z"
-
-    def _renew_self(self, method: str, query: str, fields: dict[str, Any],
-                    secret: str | None, now: float) -> tuple[int, Any]:
-        token = self._state.live_token(secret)
-        if method not in ("POST", "PUT") or token is None:
-            return _error(403, _DENIED_ACL)
-        increment = _increment(fields)
-        if isinstance(increment, tuple):
-            return increment
-        if not token.spec.renewable:
-            return _error(400, "lease is not renewable")
-        try:
-            ttl, warning = self._state.renew_token(token, increment, now)
-        except _PastMax:
-            return _error(500, _PAST_MAX_TOKEN)
-        return 200, self._auth(token, ttl, warning)
-
-    def _revoke_self(self, method: str, query: str, fields: dict[str, Any],
-                     secret: str | None, now: float) -> tuple[int, Any]:
-        token = self._state.live_token(secret)
-        if method not in ("POST", "PUT") or token is None:
-            return _error(403, _DENIED_ACL)
-        self._state.end_token(token, now, "revoked", token.record.accessor)
-        return 204, None
-
-    def _creds(self, role: str, token: _Token, now: float) -> tuple[int, Any]:
-        spec = self.config.roles.get(role)
-        if spec is None:
-            return _error(400, f"unknown role: {role}")
-        lease = self._state.new_lease(role, spec, token, now)
-        record = lease.record
-        return 200, self._envelope(
-            lease_id=record.lease_id, renewable=True,
-            lease_duration=round(record.expires - now),
-            data={"password": f"pw-{self._state._id(20)}", "username": record.username})
-
-    def _static_creds(self, role: str, now: float) -> tuple[int, Any]:
-        spec = self.config.static_roles.get(role)
-        if spec is None:
-            return _error(400, f"unknown role: {role}")
-        period = spec.rotation_period
-        index = math.floor((now - self._epoch) / period)
-        rotated = self._epoch + index * period
-        self.ledger.static_reads.append((now, role, index))
-        return 200, self._envelope(data={
-            "last_vault_rotation": self._iso(rotated),
-            "password": self.static_password(role, now), "rotation_period": period,
-            "ttl": max(0, math.floor(rotated + period - now)), "username": spec.username})
-
-    def _renew(self, method: str, query: str, fields: dict[str, Any], secret: str | None,
-               now: float) -> tuple[int, Any]:
-        if method not in ("POST", "PUT"):
-            return _error(403, _DENIED_ACL)
-        lease_id = fields.get("lease_id")
-        if not lease_id or not isinstance(lease_id, str):
-            return _error(400, "lease_id must be specified")
-        increment = _increment(fields)
-        if isinstance(increment, tuple):
-            return increment
-        lease = self._state.leases.get(lease_id)
-        if lease is None:
-            return _error(400, _NOT_FOUND)
-        try:
-            ttl, warning = self._state.renew_lease(lease, increment, now)
-        except _PastMax:
-            return _error(400, _PAST_MAX_LEASE)
-        return 200, self._envelope(lease_id=lease_id, renewable=True, lease_duration=ttl,
-                                   warnings=[warning] if warning else None)
-
-    def _revoke(self, method: str, query: str, fields: dict[str, Any], secret: str | None,
-                now: float) -> tuple[int, Any]:
-        if method not in ("POST", "PUT"):
-            return _error(403, _DENIED_ACL)
-        lease_id = fields.get("lease_id")
-        if not lease_id or not isinstance(lease_id, str):
-            return _error(400, "lease_id must be specified")
-        lease = self._state.leases.get(lease_id)
-        if lease is not None:  # unknown or already revoked: 204 all the same (seen in OpenBao)
-            self._state.end_lease(lease, now, "revoked", self._state.accessors.get(secret or ""))
-        return 204, None
 
 
 def _error(status: int, text: str) -> tuple[int, Any]:
