@@ -30,8 +30,6 @@ from vaultdb.testing.sim.simvault import (
     TokenSpec,
 )
 
-pytestmark = pytest.mark.slow
-
 #: Dynamic role: 2 s leases, 4 s max. Long role: leases that outlive short tokens.
 SHORT, LONG = (2, 4), (30, 60)
 #: The AppRole login token: 3 s, at most 5 s.
@@ -245,6 +243,7 @@ def scenario(side: Side) -> list[tuple[str, Any]]:
     return seen
 
 
+@pytest.mark.slow
 def test_simvault_matches_openbao(vaultdb_stack: VaultDBStack, vaultdb_role_name: str) -> None:
     real = scenario(RealSide(vaultdb_stack, vaultdb_role_name))
     simulated = scenario(SimSide(seed=11))
