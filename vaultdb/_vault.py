@@ -25,7 +25,7 @@ import tenacity
 
 from . import errors
 from ._clock import SYSTEM_CLOCK, Clock
-from ._http import Exchange, HTTPStatusError, TransportError, VaultHTTP
+from ._http import Exchange, HTTPStatusError, RedirectRefusedError, TransportError, VaultHTTP
 from ._retry import RetryPolicy
 from ._secret import Secret
 from .auth import AuthMethod, TokenAuth
@@ -120,6 +120,8 @@ class VaultSettings:
     client_cert: tuple[str, str] | None = None
     #: Seconds for connecting and for each response; every call is bounded by it.
     timeout: float = 5.0
+    #: Hosts (``host`` or ``host:port``) a 307/308 from Vault may send the token and body to.
+    redirect_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def resolve(
@@ -138,10 +140,11 @@ class VaultSettings:
                 hint="pass vault_addr=... or set VAULT_ADDR (or BAO_ADDR), "
                 "e.g. https://vault.internal:8200",
             )
-        if not addr.startswith(("http://", "https://")):
+        if not addr.startswith(("http://", "https://", "unix://")):
             raise errors.ConfigurationError(
                 f"Vault address {addr!r} has no scheme.",
-                hint="VAULT_ADDR must start with https:// (or http:// for a dev server)",
+                hint="VAULT_ADDR must start with https:// (or http:// for a dev server, "
+                "unix:///path for a local Vault Proxy's socket)",
             )
         if verify is None:
             cacert = _env("VAULT_CACERT", "BAO_CACERT") or _env("VAULT_CAPATH", "BAO_CAPATH")
@@ -160,12 +163,14 @@ class VaultSettings:
         cert = _env("VAULT_CLIENT_CERT", "BAO_CLIENT_CERT")
         key = _env("VAULT_CLIENT_KEY", "BAO_CLIENT_KEY")
         timeout_env = _env("VAULTDB_REQUEST_TIMEOUT")
+        redirects = _env("VAULTDB_REDIRECT_HOSTS") or ""
         return cls(
             addr=addr.rstrip("/"),
             namespace=namespace or _env("VAULT_NAMESPACE", "BAO_NAMESPACE"),
             verify=verify,
             client_cert=(cert, key) if cert and key else None,
             timeout=timeout or (float(timeout_env) if timeout_env else 5.0),
+            redirect_hosts=frozenset(h.strip() for h in redirects.split(",") if h.strip()),
         )
 
 
@@ -254,6 +259,11 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
     ctx: dict[str, Any] = {"method": method, "path": path}
     if isinstance(exc, errors.VaultDBError):
         return exc
+    if isinstance(exc, RedirectRefusedError):
+        return errors.ConfigurationError(
+            f"Vault redirected elsewhere while trying to {operation} ({exc.detail}).",
+            hint="VAULT_ADDR (point it at the address that answers), or list the redirect's "
+            "host in VAULTDB_REDIRECT_HOSTS", **ctx)
     if isinstance(exc, TransportError):
         if exc.kind == "tls":
             return errors.TLSConfigurationError(
@@ -390,7 +400,8 @@ class VaultClient:
             self.retry = replace(self.retry, attempts=attempts)
         self._http = VaultHTTP(settings.addr, timeout=settings.timeout, verify=settings.verify,
                                client_cert=settings.client_cert, namespace=settings.namespace,
-                               clock=clock, exchange=exchange)
+                               clock=clock, exchange=exchange,
+                               redirect_hosts=settings.redirect_hosts)
         self.token: Secret | None = None
         #: Request headers every call carries (the consistency index).
         self.headers: dict[str, str] = {}
