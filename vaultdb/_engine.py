@@ -25,7 +25,7 @@ from . import events as ev
 from ._clock import Clock
 from ._failures import FailureState
 from ._leases import HeldLease, LeaseBook
-from ._planner import STATIC_GRACE, Action, EngineView, Plan, plan
+from ._planner import TOKEN_END, Action, EngineView, Plan, plan
 from ._retry import RetryPolicy
 from ._revocation import Counters, Revocations
 from ._schedule import SchedulePolicy, renew_increment, retire_time
@@ -61,6 +61,7 @@ class LeaseEngine(Revocations):
         self.trouble = FailureState(role=self.role, retry=self.retry, clock=self.clock,
                                     rng=self.rng, emit=self._emit)
         self._force_rotate: str | None = None
+        self._token_end_accepted: str | None = None
         self._expired_reported = False
         #: Set by :meth:`shutdown`: nothing may be fetched afterwards, it would never be revoked.
         self.closed = False
@@ -86,7 +87,12 @@ class LeaseEngine(Revocations):
                 if current is not None and current.is_valid(self.clock.monotonic()):
                     return current
                 try:
-                    return self._replace("expired" if current else None, deadline).credentials
+                    fresh = self._replace("expired" if current else None, deadline).credentials
+                    if fresh.is_valid(self.clock.monotonic()):
+                        return fresh
+                    raise errors.VaultUnavailableError(  # a static password about to rotate
+                        f"Vault handed out credentials for role {self.role!r} that end at "
+                        "once.", hint="nothing: vaultdb asks again shortly")
                 except errors.VaultDBError as exc:
                     self.trouble.record(exc, "fetch credentials", will_retry=exc.retryable)
                     if not exc.retryable:
@@ -135,9 +141,9 @@ class LeaseEngine(Revocations):
         """Do whatever is due; return seconds until something is due again."""
         self.lock.acquire()
         try:
-            if self.closed:
-                return float("inf")
             for _ in range(MAX_ACTIONS_PER_STEP):
+                if self.closed:
+                    return float("inf")
                 now = self.clock.monotonic()
                 next_plan = plan(now, self.view(), self.policy)
                 if next_plan.at > now:
@@ -157,7 +163,8 @@ class LeaseEngine(Revocations):
                                              held.original_ttl, held.credentials.renewable,
                                              held.cap_end, held.unit),
             token_renewal_at=session.renewal_due() if held else None,
-            token_hard_end=session.hard_end(),
+            token_hard_end=(None if session.token is not None and session.token.accessor
+                            == self._token_end_accepted else session.hard_end()),
             next_revocation=self.book.next_revocation(),
             force_rotate=self._force_rotate, retry_at=self.trouble.retry_at,
             unreported_deadline=(current.deadline if current is not None
@@ -190,6 +197,7 @@ class LeaseEngine(Revocations):
         held = self.book.current
         assert held is not None and held.lease_id is not None
         asked = renew_increment(held.original_ttl, self.policy)
+        now = self.clock.monotonic()
         try:
             renewal = self._with_relogin(lambda token: self.session.vault.renew_lease(
                 str(held.lease_id), asked, token, deadline=deadline, role=self.role,
@@ -199,7 +207,6 @@ class LeaseEngine(Revocations):
                            "fetching fresh credentials", held.lease_id)
             self._force_rotate = "lease lost"
             return
-        now = self.clock.monotonic()
         self.counters.renewals += 1
         held.granted_at, held.granted_ttl = now, renewal.ttl
         if renewal.ttl < asked:  # Vault grants whole seconds: any shortfall is the cap
@@ -215,8 +222,16 @@ class LeaseEngine(Revocations):
     def _replace(self, reason: str | None, deadline: float) -> HeldLease:
         """Fetch new credentials and make them current; retire the old ones."""
         old = self.book.current
-        self.session.ensure(lease_ttl=old.original_ttl if old else 0.0, deadline=deadline,
-                            long_lived=not self.static)
+        token = self.session.ensure(lease_ttl=old.original_ttl if old else 0.0,
+                                    deadline=deadline, long_lived=not self.static)
+        if reason == TOKEN_END and old is not None and token.accessor == old.token_accessor:
+            # No new token could be had (a handed-in token near its max TTL): a fresh lease
+            # would die with the same token, so keep the current one until then.
+            self._token_end_accepted = token.accessor
+            logger.warning("the login token (accessor %s) ends in %.0fs and no new one could "
+                           "be had: credentials of role %r end with it", token.accessor,
+                           (token.max_deadline or 0) - self.clock.monotonic(), self.role)
+            return old
         new = self._with_relogin(lambda token: self._fetch(token, deadline), deadline)
         if old is not None and self.static and new.credentials.password == old.credentials.password:
             new.credentials = replace(new.credentials, generation=old.credentials.generation)
@@ -256,7 +271,7 @@ class LeaseEngine(Revocations):
         try:
             d = vault.read_dynamic(self.mount, self.role, token, deadline=deadline)
         except errors.VaultUnavailableError as exc:
-            if exc.request_sent and exc.status not in (412, 429, 503):
+            if exc.request_sent and exc.status is None:  # sent, and no answer came back
                 self.counters.orphans_suspected += 1
                 logger.warning(
                     "a credentials request for role %r may have reached Vault without an "
@@ -298,11 +313,9 @@ class LeaseEngine(Revocations):
     def _with_deadline(self, held: HeldLease) -> Credentials:
         """Credentials die with the lease or with the login token, whichever is first."""
         end = held.expires
-        if not self.static:
+        if not self.static:  # a static password ends when Vault rotates it: at its ttl
             token_end = self.session.expires(held.token_accessor)
             end = min(end, token_end) if token_end is not None else end
-        else:
-            end += STATIC_GRACE
         return held.credentials.with_deadline(end, held.granted_ttl, now=self.clock.monotonic(),
                                               wall=self.clock.time())
 

@@ -51,8 +51,11 @@ class FailureState:
         now = self.clock.monotonic()
         left = current.seconds_left(now) if current else None
         valid = left is not None and left > 0
+        # Once nothing valid is left, retry an outage every few seconds (service returns as
+        # soon as Vault does); an error that needs a human backs off as usual.
         delay = self.retry.delay(self.failures, unit=self.rng.uniform(-1, 1),
-                                 time_left=left if valid else None, urgent=not valid)
+                                 time_left=left if valid else None,
+                                 urgent=not valid and exc.retryable)
         if not exc.retryable and left is not None and valid:
             # Slow down for errors that need a human (policy, config), but still try again
             # before the credentials run out: a rewritten token file must be picked up in time.

@@ -27,6 +27,7 @@ have been sent", which a credentials read must not retry.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,8 +46,11 @@ __all__ = ["Exchange", "HTTPStatusError", "RawResponse", "RedirectRefusedError",
 #: 307/308 from a standby node keep method and body; follow a few, as the Vault CLI does.
 MAX_REDIRECTS = 3
 
-#: What may stand in a header name besides ASCII letters and digits (RFC 9110 "tchar").
-_NAME_PUNCTUATION = frozenset("!#$%&'*+-.^_`|~")
+
+
+#: Control characters and DEL (a tab is allowed in a header value).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
 
 
 def _bad_value(value: str) -> bool:
@@ -54,12 +58,12 @@ def _bad_value(value: str) -> bool:
 
     A newline would end the header early: the rest would become a header of its own.
     """
-    return any((c < " " and c != "\t") or c == "\x7f" or c > "\xff" for c in value)
+    return _CONTROL.search(value) is not None or (
+        not value.isascii() and max(value) > "\xff")
 
 
 def _bad_name(name: str) -> bool:
-    return not name or not name.isascii() or not all(
-        c.isalnum() or c in _NAME_PUNCTUATION for c in name)
+    return _NAME.fullmatch(name) is None
 
 
 class HTTPStatusError(Exception):

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 from ._schedule import LeaseAction, SchedulePolicy, plan_lease, plan_static_refresh
 
-__all__ = ["STATIC_GRACE", "Action", "EngineView", "Plan", "plan"]
+__all__ = ["MAX_TTL_END", "STATIC_GRACE", "TOKEN_END", "Action", "EngineView", "Plan", "plan"]
 
 #: Re-read a static role this long after Vault's rotation time.
 STATIC_GRACE = 0.5
+#: Why a rotation is due: the lease's ``max_ttl`` cap, or the login token's end.
+MAX_TTL_END = "max_ttl ahead"
+TOKEN_END = "login token end ahead"
 
 
 class Action(enum.Enum):
@@ -73,17 +76,23 @@ def _maintenance(now: float, view: EngineView, policy: SchedulePolicy) -> Plan:
     granted_at, granted_ttl, original_ttl, renewable, cap_end, unit = view.lease
     if view.force_rotate:
         chosen = Plan(Action.ROTATE, now, view.force_rotate)
+    elif not view.static and now >= granted_at + granted_ttl:
+        # Past its expiry a lease cannot be renewed (or re-read as the same static
+        # password): fetch fresh credentials instead.
+        chosen = Plan(Action.ROTATE, now, "expired")
     elif view.static:
         chosen = Plan(Action.REREAD_STATIC,
                       plan_static_refresh(read_at=granted_at, ttl=granted_ttl,
                                           grace=STATIC_GRACE), "static password re-read")
     else:
-        ends = [t for t in (cap_end, view.token_hard_end) if t is not None]
+        token_end = view.token_hard_end
+        ends = [t for t in (cap_end, token_end) if t is not None]
         lease = plan_lease(granted_at=granted_at, granted_ttl=granted_ttl,
                            original_ttl=original_ttl, renewable=renewable,
                            hard_end=min(ends) if ends else None, policy=policy, unit=unit)
-        chosen = (Plan(Action.ROTATE, lease.at, "max_ttl or login token end ahead")
-                  if lease.action is LeaseAction.ROTATE else Plan(Action.RENEW_LEASE, lease.at))
+        why = TOKEN_END if token_end is not None and token_end == min(ends) else MAX_TTL_END
+        chosen = (Plan(Action.ROTATE, lease.at, why) if lease.action is LeaseAction.ROTATE
+                  else Plan(Action.RENEW_LEASE, lease.at))
     if view.token_renewal_at is not None and view.token_renewal_at < chosen.at:
         chosen = Plan(Action.RENEW_TOKEN, view.token_renewal_at)
     if view.retry_at is not None and chosen.at < view.retry_at:

@@ -54,7 +54,7 @@ class LoginSession:
         """Forget every token (after fork: the parent's tokens are the parent's)."""
         self.token: LoginToken | None = None
         self._old: list[LoginToken] = []
-        self._dead: list[str] = []
+        self._dead: dict[str, float] = {}  # accessor -> when it was found dead
         self._unit = self.rng.uniform(-1, 1)
         self.vault.forget_index()
         self.vault.token = None
@@ -76,7 +76,9 @@ class LoginSession:
         return self.token.max_deadline if self.token else None
 
     def expires(self, accessor: str | None) -> float | None:
-        """When the token with ``accessor`` expires (``None``: never, or not known)."""
+        """When the token with ``accessor`` expires or expired (``None``: never, or unknown)."""
+        if accessor in self._dead:
+            return self._dead[accessor]
         token = self._find(accessor)
         return token.expires if token else None
 
@@ -115,8 +117,9 @@ class LoginSession:
         return token
 
     def login(self, deadline: float) -> LoginToken:
+        now = self.clock.monotonic()  # sent at: Vault's TTL counts from before the answer
         result = self.vault.login(self.auth, deadline=deadline)
-        now = self.clock.monotonic()
+        self._dead.pop(result.accessor, None)
         old = self.token
         expires = now + result.ttl if result.ttl > 0 else None
         self.token = LoginToken(token=result.token, accessor=result.accessor, ttl=result.ttl,
@@ -137,12 +140,12 @@ class LoginSession:
         token = self.token
         assert token is not None
         asked = renew_increment(token.ttl, self.policy)
+        now = self.clock.monotonic()
         try:
             renewal = self.vault.renew_self(asked, token.token, deadline=deadline)
         except (errors.PermissionDeniedError, errors.AuthenticationError):
             self.drop("rejected at renewal")
             return False
-        now = self.clock.monotonic()
         capped = renewal.ttl < asked
         self.token = replace(token, ttl=renewal.ttl, issued_at=now,
                              expires=now + renewal.ttl if renewal.ttl > 0 else None,
@@ -162,7 +165,7 @@ class LoginSession:
                        "created with it are gone, so credentials will rotate", token.accessor,
                        why)
         self._emit(ev.LoginExpired(self._role, token.accessor))
-        self._remember_dead(token.accessor)
+        self._remember_dead(token.accessor, self.clock.monotonic())
         self.token = None
 
     def token_works(self, deadline: float) -> bool:
@@ -186,14 +189,14 @@ class LoginSession:
             if token.accessor in in_use:
                 continue
             self._old.remove(token)
-            self._remember_dead(token.accessor)
             self._revoke(token, deadline)
+            self._remember_dead(token.accessor, self.clock.monotonic())
 
     def close(self, deadline: float) -> None:
         """Revoke every token this process created (their leases go with them)."""
         for token in [*self._old, *([self.token] if self.token else [])]:
             self._revoke(token, deadline)
-            self._remember_dead(token.accessor)
+            self._remember_dead(token.accessor, self.clock.monotonic())
         self._old, self.token = [], None
 
     def _revoke(self, token: LoginToken, deadline: float) -> None:
@@ -207,6 +210,7 @@ class LoginSession:
             logger.warning("could not revoke Vault login token (accessor %s): %s",
                            token.accessor, exc)
 
-    def _remember_dead(self, accessor: str) -> None:
-        self._dead.append(accessor)
-        del self._dead[:-_DEAD_MEMORY]
+    def _remember_dead(self, accessor: str, at: float) -> None:
+        self._dead.setdefault(accessor, at)
+        while len(self._dead) > _DEAD_MEMORY:
+            del self._dead[next(iter(self._dead))]

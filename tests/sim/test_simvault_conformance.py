@@ -19,6 +19,7 @@ from simclock import ManualClock
 
 from vaultdb import errors
 from vaultdb._http import HTTPStatusError, VaultHTTP
+from vaultdb._secret import Secret
 from vaultdb._vault import VaultClient, VaultSettings
 from vaultdb.auth import AppRoleAuth
 from vaultdb.testing import VaultDBStack
@@ -68,7 +69,7 @@ class RealSide:
 
     def client(self, token: str | None = None) -> VaultClient:
         client = VaultClient(VaultSettings(addr=self.stack.vault_addr, timeout=5), attempts=1)
-        client.token = token
+        client.token = Secret(token) if token else None
         return client
 
     def http(self) -> VaultHTTP:
@@ -107,7 +108,7 @@ class SimSide:
     def client(self, token: str | None = None) -> VaultClient:
         client = VaultClient(VaultSettings(addr=self.addr, timeout=5), attempts=1,
                              clock=self.clock, exchange=self.vault)
-        client.token = token
+        client.token = Secret(token) if token else None
         return client
 
     def http(self) -> VaultHTTP:
@@ -140,11 +141,12 @@ def outcome(fn: Callable[[], Any]) -> str:
     return "ok"
 
 
-def raw_error(side: Side, method: str, path: str, token: str | None,
+def raw_error(side: Side, method: str, path: str, token: Secret | str | None,
               body: dict[str, Any] | None = None) -> tuple[int, tuple[str, ...]] | str:
     """Vault's own status and error texts for a request expected to fail."""
     try:
-        side.http().request(method, path, token=token, body=body)
+        plain = token.reveal() if isinstance(token, Secret) else token
+        side.http().request(method, path, token=plain, body=body)
     except HTTPStatusError as exc:
         return exc.status, exc.errors
     return "ok"
