@@ -62,6 +62,8 @@ _FAKE_JWT = "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6InNpbSJ9.sig"
 SIM_ADDR = "http://vault.sim:8200"
 #: Most Vault requests a provider may make in any simulated minute (the storm bound).
 MAX_REQUESTS_PER_MINUTE = 150
+#: ... and in any simulated second (a tight loop, even a short one).
+MAX_REQUESTS_PER_SECOND = 12
 #: Renewals per lease TTL allowed over a lifetime.
 MAX_RENEWALS_PER_TTL = 1.5
 
@@ -452,6 +454,9 @@ def _check_rates(run: _Run) -> None:
     busiest = run.ledger.max_requests_per(60.0)
     if busiest > MAX_REQUESTS_PER_MINUTE:
         run.fail(f"{busiest} Vault requests within one simulated minute (a storm)")
+    burst = run.ledger.max_requests_per(1.0)
+    if burst > MAX_REQUESTS_PER_SECOND:
+        run.fail(f"{burst} Vault requests within one simulated second (a loop)")
     # Renewals the process saw succeed, per lease TTL held, over the lifetime.
     ttl = run.life.lease_ttl
     ttls = 0.0
