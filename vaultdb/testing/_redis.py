@@ -238,10 +238,9 @@ class VaultRedis:
     def users_of_role(self, role: str) -> set[str]:
         """ACL users Vault created for ``role`` that still exist.
 
-        The plugin's usernames are ``V_<display name>_<role[:15]>_<random>_<unix time>``, upper
-        case.
+        The plugin's usernames are ``V_<display name>_<role>_<random>_<unix time>``, upper case.
         """
-        marker = f"_{role[:15].upper()}_"
+        marker = f"_{role.upper()}_"
         return {u for u in self.server.acl_users() if u.startswith("V_") and marker in u}
 
     def url(self, db: int = 0) -> str:
