@@ -64,7 +64,7 @@ def test_idle_connections_are_closed_at_rotation_before_revocation(
     rotated = threading.Event()
 
     def on_rotated(event: LeaseRotated) -> None:
-        """Runs on the renewer thread after the adapter's listener; revocation waits for it."""
+        """Runs after the adapter's listener, while the old user still has its drain window."""
         old = event.previous.username
         try:
             wait_for(lambda: vaultdb_redis.server.clients().get(old, 0) <= 1, timeout=10)

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Callable
 
 import pytest
-import redis
-import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from vaultdb.integrations.redis import from_url, from_url_async
