@@ -9,6 +9,7 @@ forked, so it fetched its own lease), and the test process sends as a third.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import subprocess
@@ -16,12 +17,14 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vaultdb.testing import VaultDBStack, VaultRedis, wait_for
 
 pytest.importorskip("celery")
+kombu_pools = pytest.importorskip("kombu.pools")
 
 APP = textwrap.dedent('''
     """The docs/redis.md Celery recipe."""
@@ -65,21 +68,24 @@ def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
     module = sys.modules.pop("vaultapp", None)
     if module is not None:
+        module.app.close()
+        kombu_pools.reset()  # kombu pools connections per broker URL, process-wide
         module.provider.close()
 
 
-@pytest.mark.slow
-def test_worker_processes_a_task_through_a_broker_user_from_vault(
-        vaultdb_stack: VaultDBStack, vaultdb_redis: VaultRedis, vaultdb_role_name: str,
-        app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    role = vaultdb_role_name
-    vaultdb_redis.create_role(role, default_ttl=60, max_ttl=120)
-    vaultdb_stack.create_kubernetes_role(role)
-    token = vaultdb_stack.write_service_account_token(app_dir / "sa" / "token")
-    env = vaultdb_stack.env(VAULTDB_ROLE=role, VAULTDB_AUTH_METHOD="kubernetes",
-                            VAULTDB_AUTH_ROLE=role, VAULTDB_TOKEN_PATH=str(token),
-                            VAULTDB_DRAIN_SECONDS="1", CELERY_REDIS_URL=vaultdb_redis.url(),
-                            PYTHONPATH=str(app_dir))
+def worker_env(stack: VaultDBStack, kit: VaultRedis, role: str, app_dir: Path
+               ) -> dict[str, str]:
+    stack.create_kubernetes_role(role)
+    token = stack.write_service_account_token(app_dir / role / "token")
+    return stack.env(VAULTDB_ROLE=role, VAULTDB_AUTH_METHOD="kubernetes",
+                     VAULTDB_AUTH_ROLE=role, VAULTDB_TOKEN_PATH=str(token),
+                     VAULTDB_DRAIN_SECONDS="1", CELERY_REDIS_URL=kit.url(),
+                     PYTHONPATH=str(app_dir))
+
+
+@contextlib.contextmanager
+def celery_worker(env: dict[str, str], app_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``celery worker`` (prefork, one child) on the app; killed in teardown if still up."""
     log = app_dir / "worker.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
@@ -91,11 +97,34 @@ def test_worker_processes_a_task_through_a_broker_user_from_vault(
         wait_for(lambda: b"ready." in log.read_bytes() or worker.poll() is not None,
                  timeout=60)
         assert worker.poll() is None, log.read_text()
-        for name, value in env.items():  # the sending side: this process, its own user
-            if name.startswith(("VAULTDB_", "VAULT_", "CELERY_")):
-                monkeypatch.setenv(name, value)
-        monkeypatch.setenv("VAULTDB_HANDLE_SIGTERM", "false")
-        vaultapp = importlib.import_module("vaultapp")
+        yield worker
+        worker.send_signal(signal.SIGTERM)  # warm shutdown, then the vaultdb hooks revoke
+        worker.wait(timeout=60)
+        assert worker.returncode == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+
+
+def sending_app(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The app module imported here: the sending side, with this process's own provider."""
+    for name, value in env.items():
+        if name.startswith(("VAULTDB_", "VAULT_", "CELERY_")):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VAULTDB_HANDLE_SIGTERM", "false")
+    return importlib.import_module("vaultapp")
+
+
+@pytest.mark.slow
+def test_worker_processes_a_task_through_a_broker_user_from_vault(
+        vaultdb_stack: VaultDBStack, vaultdb_redis: VaultRedis, vaultdb_role_name: str,
+        app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    role = vaultdb_role_name
+    vaultdb_redis.create_role(role, default_ttl=60, max_ttl=120)
+    env = worker_env(vaultdb_stack, vaultdb_redis, role, app_dir)
+    with celery_worker(env, app_dir) as worker:
+        vaultapp = sending_app(env, monkeypatch)
         pid, child_user = vaultapp.whoami.delay().get(timeout=30)
         sender = vaultapp.provider.credentials().username
         assert pid != worker.pid
@@ -104,12 +133,27 @@ def test_worker_processes_a_task_through_a_broker_user_from_vault(
         assert len(users) == 3 and {child_user, sender} < users, users
         worker_user = (users - {child_user, sender}).pop()
         assert vaultdb_redis.server.clients().get(worker_user, 0) >= 1
-        worker.send_signal(signal.SIGTERM)  # warm shutdown, then the vaultdb hooks revoke
-        worker.wait(timeout=60)
-        assert worker.returncode == 0, log.read_text()
-        assert vaultdb_redis.users_of_role(role) == {sender}
-        assert "Task vaultapp.whoami" in log.read_text()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(timeout=10)
+    assert vaultdb_redis.users_of_role(role) == {sender}
+    assert "Task vaultapp.whoami" in (app_dir / "worker.log").read_text()
+
+
+@pytest.mark.slow
+def test_worker_reconnects_when_its_broker_user_is_rotated_out(
+        vaultdb_stack: VaultDBStack, vaultdb_redis: VaultRedis, vaultdb_role_name: str,
+        app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kombu's pool is not ours to hook: revoking the old user cuts the consumer's
+    connection, and Celery reconnects with the credentials the provider hands out now."""
+    role, sender_role = vaultdb_role_name, f"{vaultdb_role_name[:20]}-sender"
+    vaultdb_redis.create_role(role, default_ttl=4, max_ttl=6)  # rotates every ~4.5 s
+    vaultdb_redis.create_role(sender_role, default_ttl=60, max_ttl=120)
+    with celery_worker(worker_env(vaultdb_stack, vaultdb_redis, role, app_dir),
+                       app_dir) as worker:
+        (first,) = vaultdb_redis.users_of_role(role)  # the consumer's; no child has one yet
+        vaultapp = sending_app(worker_env(vaultdb_stack, vaultdb_redis, sender_role, app_dir),
+                               monkeypatch)
+        assert vaultapp.whoami.delay().get(timeout=30)[0] != worker.pid
+        wait_for(lambda: first not in vaultdb_redis.users_of_role(role), timeout=30)
+        assert vaultapp.whoami.delay().get(timeout=30)[0] != worker.pid
+    assert vaultdb_redis.users_of_role(role) == set()
+    log = (app_dir / "worker.log").read_text()
+    assert "Connection to broker lost" in log and log.count("succeeded in") == 2
