@@ -101,7 +101,7 @@ def server_unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def vaultdb_redis(vaultdb_stack: VaultDBStack) -> Iterator[VaultRedis]:
+def vaultdb_redis(request: pytest.FixtureRequest) -> Iterator[VaultRedis]:
     """A real ``redis-server`` with ACLs, known to the stack's OpenBao as ``database/config/redis``.
 
     One per test session (per xdist worker), sharing ``vaultdb_stack``'s OpenBao. Create roles
@@ -118,7 +118,7 @@ def vaultdb_redis(vaultdb_stack: VaultDBStack) -> Iterator[VaultRedis]:
         import redis  # noqa: F401
     except ImportError:
         server_unavailable("redis-py is not installed (pip install 'vaultdb-creds[redis]')")
-    kit = VaultRedis.start(vaultdb_stack)
+    kit = VaultRedis.start(request.getfixturevalue("vaultdb_stack"))
     try:
         yield kit
     finally:

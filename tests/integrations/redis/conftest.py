@@ -13,11 +13,6 @@ from vaultdb.testing import VaultDBStack, VaultRedis
 
 
 @pytest.fixture
-def redis_kit(vaultdb_redis: VaultRedis, vaultdb_stack: VaultDBStack) -> VaultRedis:
-    return vaultdb_redis
-
-
-@pytest.fixture
 def make_provider(vaultdb_redis: VaultRedis, vaultdb_stack: VaultDBStack,
                   vaultdb_role_name: str) -> Iterator[Callable[..., CredentialProvider]]:
     """``make(default_ttl=4, max_ttl=6, drain_seconds=1.0, acl_rules=..., **provider_kwargs)``:

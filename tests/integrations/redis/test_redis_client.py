@@ -16,7 +16,7 @@ from vaultdb.integrations.redis import RedisCredentials, attach, from_url, from_
 
 from vaultdb import CredentialProvider, ProviderClosedError
 from vaultdb.events import LeaseCreated, LeaseRotated
-from vaultdb.testing import VaultDBStack, VaultRedis, wait_for
+from vaultdb.testing import VaultDBStack, VaultRedis, revoked_usernames, wait_for
 
 NO_RETRY = Retry(NoBackoff(), 0)  # redis-py's retries would hide a failed login
 
@@ -195,3 +195,36 @@ def test_attach_replaces_a_configured_password_and_refuses_twice(
     assert redis.Redis(connection_pool=pool).acl_whoami() == provider.credentials().username
     with pytest.raises(ValueError, match="already attached"):
         attach(redis.Redis(connection_pool=pool), provider)
+
+
+def test_pubsub_is_cut_at_revocation_and_resubscribes_as_the_current_user(
+        vaultdb_redis: VaultRedis, make_provider: Callable[..., CredentialProvider]) -> None:
+    """A PubSub holds its connection, so the pool cannot retire it: revoking the old user
+    cuts it, one call raises ``ConnectionError``, the next logs in again and resubscribes."""
+    provider = make_provider()
+    revoked = revoked_usernames(provider)
+    client = from_url(vaultdb_redis.url(), provider=provider, decode_responses=True)
+    pubsub = client.pubsub()
+    pubsub.subscribe("news")
+    first = provider.credentials().username
+    received: list[str] = []
+    errors: list[BaseException] = []
+    mark: list[int] = []  # how many messages had arrived when the first user was revoked
+
+    def exchange() -> bool:
+        client.publish("news", "hello")
+        try:
+            message = pubsub.get_message(timeout=0.2)
+        except redis.ConnectionError as exc:
+            errors.append(exc)
+            return False
+        if message is not None and message["type"] == "message":
+            received.append(message["data"])
+        if first in revoked and not mark:
+            mark.append(len(received))
+        return bool(mark) and len(received) > mark[0] + 1
+
+    wait_for(exchange, timeout=30, interval=0.05)
+    assert len(errors) <= 1
+    assert first not in vaultdb_redis.server.clients()
+    pubsub.close()
