@@ -200,6 +200,9 @@ def attach(target: R, provider: CredentialProvider) -> R:
     a warning); attaching a pool twice raises ``ValueError``. Returns ``target``.
     """
     pool: Any = getattr(target, "connection_pool", target)
+    if not hasattr(pool, "connection_kwargs") or not hasattr(pool, "connection_class"):
+        raise TypeError(f"attach() takes a redis.Redis or redis.asyncio.Redis client or one of "
+                        f"their connection pools, not {type(target).__name__}")
     if getattr(pool, _ATTR, None) is not None:
         raise ValueError(f"{pool!r} is already attached to a vaultdb provider")
     kwargs = pool.connection_kwargs
@@ -219,12 +222,15 @@ def attach(target: R, provider: CredentialProvider) -> R:
         target_pool = ref()
         if target_pool is None:
             hooks.unsubscribe()
-        elif not is_async:
+            return
+        if not is_async:
             target_pool.disconnect(inuse_connections=False)
         elif hooks.loop is not None and not hooks.loop.is_closed():
             future = asyncio.run_coroutine_threadsafe(
                 target_pool.disconnect(inuse_connections=False), hooks.loop)
             future.add_done_callback(_log_failure)
+        else:
+            return  # no connection was ever opened: nothing to disconnect
         logger.debug("rotation: idle connections of %r disconnected", target_pool)
 
     hooks.unsubscribe = provider.subscribe(on_rotated, LeaseRotated)
