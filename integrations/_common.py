@@ -1,4 +1,5 @@
-"""Helpers shared by the SQLAlchemy and psycopg adapters: no framework import, no Vault call.
+"""Helpers shared by the adapters (SQLAlchemy, psycopg, Redis): no framework import, no Vault
+call.
 
 * :class:`MissingExtraError`: what an adapter raises at import when its optional dependency is
   missing, naming the extra to install.

@@ -85,6 +85,10 @@ class RedisServer:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def admin_password(self) -> str:
         return self._password
 
