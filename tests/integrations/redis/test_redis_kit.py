@@ -29,14 +29,17 @@ def test_server_is_locked_down_and_its_admin_secret_stays_in_memory(
 
 def test_restart_vault_replays_the_redis_connection_and_roles(
         vaultdb_stack: VaultDBStack, vaultdb_redis: VaultRedis, vaultdb_role_name: str) -> None:
-    vaultdb_redis.create_role(vaultdb_role_name, acl_rules=["~app:*", "+get", "+set"],
-                              default_ttl=60, max_ttl=120)
+    # The cache-rw rules of docs/redis.md.
+    rules = ["~cache:*", "+@read", "+@write", "+@connection", "-@dangerous"]
+    vaultdb_redis.create_role(vaultdb_role_name, acl_rules=rules, default_ttl=60, max_ttl=120)
     vaultdb_stack.restart_vault()
     creds = vaultdb_stack.root_client().read(f"database/creds/{vaultdb_role_name}")["data"]
     assert vaultdb_redis.users_of_role(vaultdb_role_name) == {creds["username"]}
-    with redis.Redis(host=vaultdb_redis.server.host, port=vaultdb_redis.server.port,
-                     username=creds["username"], password=creds["password"]) as client:
-        assert client.set("app:k", "v")
-        with pytest.raises(redis.exceptions.NoPermissionError):  # the role's ACL rules apply
-            client.set("other:k", "v")
+    with redis.Redis(host=vaultdb_redis.server.host, port=vaultdb_redis.server.port, db=1,
+                     username=creds["username"], password=creds["password"],
+                     health_check_interval=1) as client:
+        assert client.ping() and client.set("cache:k", "v") and client.get("cache:k") == b"v"
+        for refused in (lambda: client.set("other:k", "v"), client.flushall):
+            with pytest.raises(redis.exceptions.NoPermissionError):  # the role's rules apply
+                refused()
     vaultdb_stack.root_client().sys.revoke_prefix(f"database/creds/{vaultdb_role_name}")
