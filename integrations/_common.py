@@ -1,4 +1,5 @@
-"""Helpers shared by the SQLAlchemy and psycopg adapters: no framework import, no Vault call.
+"""Helpers shared by the adapters (SQLAlchemy, psycopg, Redis): no framework import, no Vault
+call.
 
 * :class:`MissingExtraError`: what an adapter raises at import when its optional dependency is
   missing, naming the extra to install.
@@ -31,8 +32,12 @@ AUTH_SQLSTATES = frozenset({"28P01", "28000"})
 AUTH_MYSQL_CODES = frozenset({1044, 1045})
 #: libpq reports connection failures as text only (psycopg 3 and psycopg2 set no SQLSTATE on
 #: them), so these server messages are matched too. PostgreSQL sends them in English unless
-#: the server's ``lc_messages`` says otherwise.
-AUTH_MESSAGES = ("password authentication failed", "is not permitted to log in")
+#: the server's ``lc_messages`` says otherwise. Redis has no codes beyond the message's first
+#: word, which redis-py turns into the exception class and removes from the text.
+AUTH_MESSAGES = ("password authentication failed", "is not permitted to log in",
+                 # Redis/Valkey ``WRONGPASS`` (redis-py strips the code): a deleted ACL user or
+                 # a wrong password; and redis-py's own words for an AUTH not answered OK.
+                 "invalid username-password pair", "Invalid Username or Password")
 
 
 class MissingExtraError(ImportError):

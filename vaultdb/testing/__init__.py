@@ -1,4 +1,4 @@
-"""Real OpenBao + PostgreSQL (+ Kubernetes TokenReview stand-in) stack for tests.
+"""Real OpenBao + PostgreSQL (+ Kubernetes TokenReview stand-in, + Redis) stack for tests.
 
 ``from vaultdb.testing import VaultDBStack`` gives a fully configured, disposable
 environment; see :class:`VaultDBStack`. Importing this package is cheap: the submodules (and
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._kubernetes import KubernetesStandIn
     from ._openbao import OpenBaoServer
     from ._postgres import ConnInfo, PostgresServer
+    from ._redis import RedisServer, VaultRedis
     from ._stack import (
         APP_POLICY,
         APP_POLICY_HCL,
@@ -38,7 +39,9 @@ __all__ = [
     "KubernetesStandIn",
     "OpenBaoServer",
     "PostgresServer",
+    "RedisServer",
     "VaultDBStack",
+    "VaultRedis",
     "assert_retired_users_gone",
     "database_users_of_role",
     "default_creation_statements",
@@ -58,6 +61,8 @@ _LOCATIONS = {
     "OpenBaoServer": "._openbao",
     "KubernetesStandIn": "._kubernetes",
     "FaultProxy": "._faultproxy",
+    "RedisServer": "._redis",
+    "VaultRedis": "._redis",
     "assert_retired_users_gone": "._helpers",
     "database_users_of_role": "._helpers",
     "revoked_usernames": "._helpers",

@@ -7,6 +7,7 @@ stack module (with its heavier dependencies) is imported only then.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +18,9 @@ import pytest
 
 if TYPE_CHECKING:
     from vaultdb import CredentialProvider
-    from vaultdb.testing import VaultDBStack
+    from vaultdb.testing import VaultDBStack, VaultRedis
 
-__all__ = ["vaultdb_provider_factory", "vaultdb_role_name", "vaultdb_stack"]
+__all__ = ["vaultdb_provider_factory", "vaultdb_redis", "vaultdb_role_name", "vaultdb_stack"]
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +90,36 @@ def vaultdb_provider_factory(
     yield make
     for provider in made:
         provider.close()
+
+
+def server_unavailable(reason: str) -> None:
+    """Skip the test, or fail it when ``VAULTDB_REQUIRE_SERVERS=1`` (CI installs every server)."""
+    if os.environ.get("VAULTDB_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"{reason} (VAULTDB_REQUIRE_SERVERS=1: every server must be installed)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def vaultdb_redis(request: pytest.FixtureRequest) -> Iterator[VaultRedis]:
+    """A real ``redis-server`` with ACLs, known to the stack's OpenBao as ``database/config/redis``.
+
+    One per test session (per xdist worker), sharing ``vaultdb_stack``'s OpenBao. Create roles
+    with ``vaultdb_redis.create_role(name, acl_rules=["~*", "&*", "+@all"], default_ttl=4,
+    max_ttl=6)``. Skipped when no ``redis-server`` (or redis-py) is installed, failed instead
+    under ``VAULTDB_REQUIRE_SERVERS=1``.
+    """
+    from vaultdb.testing._redis import VaultRedis, find_redis_server
+
+    if find_redis_server() is None:
+        server_unavailable("no redis-server installed (apt-get install redis-server, or set "
+                           "VAULTDB_REDIS_SERVER)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        server_unavailable("redis-py is not installed (pip install 'vaultdb-creds[redis]')")
+    kit = VaultRedis.start(request.getfixturevalue("vaultdb_stack"))
+    try:
+        yield kit
+    finally:
+        kit.close()
