@@ -1,7 +1,7 @@
 """Thousands of simulated process lifetimes through the real engine, checked step by step.
 
-``VAULTDB_SIM_LIFETIMES`` sets how many (CI runs 10,000, split over the xdist workers by
-chunk); a failure names its seed and the command that replays it with a trace.
+``VAULTDB_SIM_LIFETIMES`` sets how many (10,000 by default, as CI runs them, in chunks the
+xdist workers share); a failure names its seed and the command that replays it with a trace.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from vaultdb.testing.sim.harness import run_lifetime
 
-TOTAL = int(os.environ.get("VAULTDB_SIM_LIFETIMES", "2000"))
+TOTAL = int(os.environ.get("VAULTDB_SIM_LIFETIMES", "10000"))
 CHUNKS = 20
 
 
