@@ -26,9 +26,10 @@ import tenacity
 from . import errors
 from ._clock import SYSTEM_CLOCK, Clock
 from ._http import Exchange, HTTPStatusError, RedirectRefusedError, TransportError, VaultHTTP
+from ._login import LoginContext
 from ._retry import RetryPolicy
 from ._secret import Secret
-from .auth import AuthMethod, TokenAuth
+from .auth import AuthMethod
 
 __all__ = [
     "DynamicSecret",
@@ -487,33 +488,28 @@ class VaultClient:
     # -- auth -------------------------------------------------------------------------------
 
     def login(self, auth: AuthMethod, *, deadline: float | None = None) -> LoginResult:
-        """Log in with ``auth`` (re-reading its files) and make the new token the default."""
-        if isinstance(auth, TokenAuth):
-            token = Secret(auth.read_token())
-            try:
-                info = self.lookup_self(token, deadline=deadline)
-            except errors.PermissionDeniedError as exc:
-                raise self.login_error(exc, auth) from None
-            self.token = token
-            return LoginResult(token=token, accessor=info.accessor, ttl=info.ttl,
-                               renewable=info.renewable, owned=False)
-        path = f"auth/{auth.mount}/login"
+        """Log in with ``auth`` (re-reading its files) and make the new token the default.
 
-        def login(end: float) -> LoginResult:
-            a = self._request("POST", path, auth.login_payload(), deadline=end)["auth"]
-            return LoginResult(token=Secret(_text(a.get("client_token"), "client_token")),
-                               accessor=str(a.get("accessor") or ""),
-                               ttl=_seconds(a.get("lease_duration", 0), "lease_duration"),
-                               renewable=bool(a.get("renewable")), owned=True)
-
+        A method with a ``login(vault)`` hook (:class:`vaultdb.auth.AuthBase`) decides what
+        the login does through a :class:`~vaultdb._login.LoginContext`: a login request with
+        or without a client certificate, a token lookup, an unwrap first, or no token at all.
+        A method with only ``login_payload`` posts it to ``auth/<mount>/login``, as before.
+        """
+        context = LoginContext(self, deadline=self._deadline(deadline),
+                               operation=f"log in with {auth.describe()}",
+                               hint=auth.login_hint())
+        hook = getattr(auth, "login", None)
         try:
-            result = self._call(login, operation=f"log in with {auth.describe()}",
-                                method="POST", path=path, hint=auth.login_hint(),
-                                deadline=deadline)
+            if callable(hook):
+                result: LoginResult = hook(context)
+            else:
+                result = context.login(f"auth/{auth.mount}/login", auth.login_payload)
         except errors.VaultDBError as exc:
-            raise self.login_error(exc, auth) from None
-        self.token = result.token
-        return result
+            error = self.login_error(exc, auth)
+        else:
+            self.token = result.token
+            return result
+        raise error
 
     def login_error(self, exc: errors.VaultDBError, auth: AuthMethod) -> errors.VaultDBError:
         """Login failures other than outages are authentication errors, whatever the status."""

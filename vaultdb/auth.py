@@ -8,22 +8,34 @@ service-account tokens before they expire and Vault Agent rewrites its sink file
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
+import ssl
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .errors import ConfigurationError
+from ._secret import Secret
+from .errors import ConfigurationError, VaultUnavailableError, WrappingTokenUsedError
+
+if TYPE_CHECKING:
+    from ._login import LoginContext
+    from ._vault import LoginResult
 
 __all__ = [
     "DEFAULT_SA_TOKEN_PATH",
     "AppRoleAuth",
+    "AuthBase",
     "AuthMethod",
+    "CertAuth",
     "JWTAuth",
     "KubernetesAuth",
+    "ProxyAuth",
+    "Secret",
     "TokenAuth",
     "auth_from_env",
 ]
@@ -35,7 +47,12 @@ DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 @runtime_checkable
 class AuthMethod(Protocol):
-    """What the provider needs from a login method."""
+    """What the provider needs from a login method.
+
+    This much is enough for a login that posts ``login_payload()`` to
+    ``auth/<mount>/login``. A method that needs more (a client certificate, an unwrap first,
+    a token lookup, no token at all) also has a ``login(vault)`` hook: see :class:`AuthBase`.
+    """
 
     @property
     def method(self) -> str: ...
@@ -48,6 +65,38 @@ class AuthMethod(Protocol):
     def describe(self) -> str: ...
 
     def login_hint(self) -> str: ...
+
+
+class AuthBase:
+    """Defaults for a login method; subclass it (as a frozen dataclass) and override what differs.
+
+    :meth:`login` is the hook :class:`vaultdb._vault.VaultClient` calls: it gets a
+    :class:`~vaultdb._login.LoginContext` (``vault``) and returns what one of its calls
+    returned: ``vault.login(path, payload, client_cert=...)``, ``vault.lookup_token(token)``
+    or ``vault.no_token()``; ``vault.unwrap(token, key)`` may come first. Hold secrets in
+    :class:`Secret` (a login body may contain ``Secret`` values): error trackers capture the
+    local variables of the frames an error passes through, and a ``Secret`` shows as ``***``.
+    Methods without the hook (only ``login_payload``) keep working as before.
+    """
+
+    method: str
+    mount: str
+
+    def login_payload(self) -> dict[str, Any]:
+        return {}
+
+    def login_path(self) -> str:
+        return f"auth/{self.mount}/login"
+
+    def describe(self) -> str:
+        return f"{self.method} auth at auth/{self.mount}"
+
+    def login_hint(self) -> str:
+        return f"that auth method {self.method!r} is enabled at auth/{self.mount} and accepts " \
+            "this login"
+
+    def login(self, vault: LoginContext) -> LoginResult:
+        return vault.login(self.login_path(), self.login_payload)
 
 
 def _read_secret_file(path: str | os.PathLike[str], what: str, setting: str) -> str:
@@ -162,6 +211,12 @@ class AppRoleAuth:
     secret_id_path: str | None = None
     mount: str = "approle"
     method: str = field(default="approle", init=False)
+    #: A response-wrapping token whose wrapped answer holds the secret id, given directly...
+    wrapped_secret_id: str | None = field(default=None, repr=False)
+    #: ...or read from a file at every login (the delivery system writes a fresh one).
+    wrapped_secret_id_path: str | None = None
+    #: SHA-256 digests of wrapping tokens this object unwrapped (never the tokens).
+    _unwrapped: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def login_payload(self) -> dict[str, str]:
         payload = {"role_id": self.role_id}
@@ -178,6 +233,56 @@ class AppRoleAuth:
     def login_hint(self) -> str:
         return (f"that auth method 'approle' is enabled at auth/{self.mount}, the role id is "
                 "right and the secret id is valid (not expired, uses left, CIDR bound)")
+
+    def login(self, vault: LoginContext) -> LoginResult:
+        """Unwrap a response-wrapped secret id first, when one is configured."""
+        path = f"auth/{self.mount}/login"
+        if not (self.wrapped_secret_id_path or self.wrapped_secret_id):
+            return vault.login(path, self.login_payload)
+        wrapping, source = self._wrapping_token()
+        digest = hashlib.sha256(wrapping.reveal().encode()).hexdigest()
+        if digest in self._unwrapped:
+            raise WrappingTokenUsedError(
+                f"The response-wrapped AppRole secret id from {source} was already unwrapped "
+                "by an earlier login of this process; a wrapping token works once.",
+                hint="have the delivery system write a fresh wrapping token "
+                f"({self._wrapped_setting()}) before each login (vault write -wrap-ttl=... "
+                "-f auth/approle/role/<role>/secret-id), or deliver a multi-use secret id "
+                "unwrapped (secret_id_path)")
+        failure = None
+        try:
+            secret_id = vault.unwrap(wrapping, "secret_id")
+        except VaultUnavailableError as exc:
+            failure = exc
+        if failure is not None:
+            if failure.request_sent:  # it may have been used up on the way
+                self._unwrapped.add(digest)
+            raise failure
+        self._unwrapped.add(digest)
+        return vault.login(path, {"role_id": self.role_id, "secret_id": secret_id})
+
+    def _wrapped_setting(self) -> str:
+        if self.wrapped_secret_id_path:
+            return f"to {self.wrapped_secret_id_path!r}"
+        return "in VAULTDB_SECRET_ID_WRAPPED"
+
+    def _wrapping_token(self) -> tuple[Secret, str]:
+        if self.wrapped_secret_id_path:
+            raw = _read_secret_file(self.wrapped_secret_id_path, "wrapped AppRole secret id",
+                                    "wrapped_secret_id_path / VAULTDB_SECRET_ID_WRAPPED_PATH")
+            source = repr(self.wrapped_secret_id_path)
+        else:
+            raw, source = str(self.wrapped_secret_id).strip(), "VAULTDB_SECRET_ID_WRAPPED"
+        if raw.startswith("{"):  # the JSON of `vault write -wrap-ttl=... -format=json`
+            try:
+                info = json.loads(raw)
+                raw = str((info.get("wrap_info") or info)["token"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ConfigurationError(
+                    f"The wrapped secret id from {source} is JSON without wrap_info.token.",
+                    hint="write the wrapping token itself, or the CLI's -format=json "
+                    "answer") from None
+        return Secret(raw), source
 
 
 @dataclass(frozen=True)
@@ -213,12 +318,125 @@ class TokenAuth:
     def login_hint(self) -> str:
         return "that the Vault token is valid: not expired, not revoked, and for this namespace"
 
+    def login(self, vault: LoginContext) -> LoginResult:
+        """No login request: the token handed in is looked up (TTL, renewability)."""
+        return vault.lookup_token(Secret(self.read_token()))
+
+
+@dataclass(frozen=True)
+class CertAuth(AuthBase):
+    """TLS certificate auth (``cert``): the client certificate is presented for the login only.
+
+    The certificate and key files are re-read at every login, so a pair rotated by
+    cert-manager (or any other renewer) is picked up without a restart. ``name`` picks the
+    cert role; without it Vault tries every role that trusts the certificate.
+    """
+
+    cert_path: str
+    #: ``None``: the key is in ``cert_path`` too.
+    key_path: str | None = None
+    name: str | None = None
+    mount: str = "cert"
+    method: str = field(default="cert", init=False)
+
+    def login_payload(self) -> dict[str, Any]:
+        return {"name": self.name} if self.name else {}
+
+    def login(self, vault: LoginContext) -> LoginResult:
+        if not vault.addr.startswith("https://"):
+            raise ConfigurationError(
+                f"cert auth needs TLS to Vault, but VAULT_ADDR is {vault.addr!r}.",
+                hint="an https:// VAULT_ADDR reaching Vault's TLS listener directly (a proxy "
+                "that terminates TLS drops the client certificate)")
+        self._check_files()
+        return vault.login(self.login_path(), self.login_payload(),
+                           client_cert=(self.cert_path, self.key_path))
+
+    def _check_files(self) -> None:
+        """Missing, unreadable, mismatched or out-of-date files: a clear error, before Vault."""
+        from ._pem import certificate_validity
+
+        setting = "cert_path / VAULTDB_CLIENT_CERT_PATH"
+        pem = _read_secret_file(self.cert_path, "client certificate", setting).encode()
+        if self.key_path:
+            # Read only to check it exists and is readable; never kept or shown.
+            _read_secret_file(self.key_path, "client key", "key_path / VAULTDB_CLIENT_KEY_PATH")
+        problem = None
+        try:
+            ssl.create_default_context().load_cert_chain(self.cert_path, self.key_path)
+        except ssl.SSLError as exc:
+            problem = exc.reason or type(exc).__name__
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+        if problem is not None:
+            raise ConfigurationError(
+                f"The client certificate {self.cert_path!r} and key "
+                f"{self.key_path or '(in the same file)'!r} cannot be used together "
+                f"({problem}).",
+                hint="that the key file is the certificate's own unencrypted private key (a "
+                "rotation may have replaced one file but not yet the other)")
+        validity = certificate_validity(pem)
+        if validity is None:
+            return
+        now = datetime.now(timezone.utc)
+        not_before, not_after = validity
+        if now >= not_after:
+            raise ConfigurationError(
+                f"The client certificate {self.cert_path!r} expired at "
+                f"{not_after:%Y-%m-%d %H:%M:%S} UTC.",
+                hint="whatever renews it (cert-manager's Certificate status, the secret "
+                "mounted at that path)")
+        if now < not_before:
+            raise ConfigurationError(
+                f"The client certificate {self.cert_path!r} is not valid before "
+                f"{not_before:%Y-%m-%d %H:%M:%S} UTC.",
+                hint="this machine's clock, or the issuer's")
+
+    def describe(self) -> str:
+        role = f", role {self.name!r}" if self.name else ""
+        return f"cert auth at auth/{self.mount}{role} ({self.cert_path!r})"
+
+    def login_hint(self) -> str:
+        role = f"certs/{self.name}" if self.name else "a cert role"
+        return (f"that auth method 'cert' is enabled at auth/{self.mount} and auth/{self.mount}/"
+                f"{role} trusts the certificate in {self.cert_path!r} (its CA or itself, and "
+                "its allowed names), and that nothing between this process and Vault "
+                "terminates TLS")
+
+
+@dataclass(frozen=True)
+class ProxyAuth(AuthBase):
+    """No token: a local Vault Proxy or Agent (``use_auto_auth_token``) adds its own.
+
+    Point ``VAULT_ADDR`` at the proxy's listener (``http://127.0.0.1:8100`` or
+    ``unix:///run/vault/proxy.sock``). The token is the proxy's: vaultdb never renews or
+    revokes it, and credentials' deadlines come from their leases alone. vaultdb still renews,
+    rotates and revokes its own leases, through the proxy.
+    """
+
+    #: Ask ``auth/token/lookup-self`` through the proxy at login, so a proxy that adds no
+    #: token fails at once with an error that says so.
+    check: bool = True
+    mount: str = "token"
+    method: str = field(default="proxy", init=False)
+
+    def login(self, vault: LoginContext) -> LoginResult:
+        return vault.no_token(check=self.check)
+
+    def describe(self) -> str:
+        return "no token: the Vault Proxy/Agent at VAULT_ADDR adds its own"
+
+    def login_hint(self) -> str:
+        return ("that VAULT_ADDR is the local Vault Proxy or Agent listener (not Vault itself), "
+                "that it sets use_auto_auth_token = true (api_proxy block), that its auto_auth "
+                "has logged in (its log), and that its token has the 'default' policy")
+
 
 def auth_from_env(env: dict[str, str] | None = None) -> AuthMethod:
     """Pick the login method from the environment, and say which in the log.
 
-    ``VAULTDB_AUTH_METHOD`` (kubernetes, jwt, approle, token) wins; otherwise a token in
-    ``VAULT_TOKEN`` / ``VAULTDB_VAULT_TOKEN_PATH``, then an AppRole role id, then the pod's
+    ``VAULTDB_AUTH_METHOD`` (kubernetes, jwt, approle, token, cert, proxy) wins; otherwise a
+    token in ``VAULT_TOKEN`` / ``VAULTDB_VAULT_TOKEN_PATH``, then an AppRole role id, then the pod's
     service-account token file with ``VAULTDB_AUTH_ROLE``.
     """
     e = dict(os.environ if env is None else env)
@@ -236,7 +454,7 @@ def auth_from_env(env: dict[str, str] | None = None) -> AuthMethod:
         else:
             raise ConfigurationError(
                 "Cannot tell which Vault login method to use.",
-                hint="set VAULTDB_AUTH_METHOD (kubernetes, jwt, approle, token) and "
+                hint="set VAULTDB_AUTH_METHOD (kubernetes, jwt, approle, token, cert, proxy) and "
                 "VAULTDB_AUTH_ROLE, or VAULT_TOKEN",
             )
         reason = "picked from the environment"
@@ -254,13 +472,24 @@ def auth_from_env(env: dict[str, str] | None = None) -> AuthMethod:
         auth = AppRoleAuth(role_id=_required(e.get("VAULTDB_ROLE_ID"), "VAULTDB_ROLE_ID", method),
                            secret_id=e.get("VAULTDB_SECRET_ID"),
                            secret_id_path=e.get("VAULTDB_SECRET_ID_PATH"),
-                           mount=mount or "approle")
+                           mount=mount or "approle",
+                           wrapped_secret_id=e.get("VAULTDB_SECRET_ID_WRAPPED"),
+                           wrapped_secret_id_path=e.get("VAULTDB_SECRET_ID_WRAPPED_PATH"))
     elif method == "token":
         auth = TokenAuth(token=e.get("VAULT_TOKEN") or e.get("BAO_TOKEN"),
                          token_path=e.get("VAULTDB_VAULT_TOKEN_PATH"))
+    elif method == "cert":
+        auth = CertAuth(
+            cert_path=_required(e.get("VAULTDB_CLIENT_CERT_PATH") or e.get("VAULT_CLIENT_CERT")
+                                or e.get("BAO_CLIENT_CERT"), "VAULTDB_CLIENT_CERT_PATH", method),
+            key_path=(e.get("VAULTDB_CLIENT_KEY_PATH") or e.get("VAULT_CLIENT_KEY")
+                      or e.get("BAO_CLIENT_KEY") or None),
+            name=role or None, mount=mount or "cert")
+    elif method == "proxy":
+        auth = ProxyAuth()
     else:
         raise ConfigurationError(f"Unknown VAULTDB_AUTH_METHOD {method!r}.",
-                                 hint="one of kubernetes, jwt, approle, token")
+                                 hint="one of kubernetes, jwt, approle, token, cert, proxy")
     logger.info("Vault login method: %s (%s)", auth.describe(), reason)
     return auth
 

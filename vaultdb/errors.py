@@ -7,6 +7,7 @@
     │   ├── SecretPathError           wrong secrets mount or role: nothing answers at that path
     │   └── TLSConfigurationError     Vault's certificate cannot be verified
     ├── AuthenticationError           login refused: auth mount, role, JWT or secret id
+    │   └── WrappingTokenUsedError    wrapped secret id already unwrapped: deliver a new one
     ├── PermissionDeniedError         logged in, but the policy lacks a capability (not retryable)
     ├── VaultUnavailableError         network error, timeout, 5xx, 429 or sealed Vault (retryable)
     ├── InvalidResponseError          Vault's answer makes no sense (a TTL of NaN, -1, 1e20)
@@ -37,6 +38,7 @@ __all__ = [
     "TLSConfigurationError",
     "VaultDBError",
     "VaultUnavailableError",
+    "WrappingTokenUsedError",
 ]
 
 
@@ -89,6 +91,13 @@ class TLSConfigurationError(ConfigurationError):
 
 class AuthenticationError(VaultDBError):
     """Vault refused the login."""
+
+
+class WrappingTokenUsedError(AuthenticationError):
+    """The response-wrapped secret id for this login is one an earlier login already unwrapped.
+
+    A wrapping token works once; the delivery system must write a fresh one before each login.
+    """
 
 
 class PermissionDeniedError(VaultDBError):

@@ -37,8 +37,10 @@ ENVIRONMENT: tuple[EnvSetting, ...] = (
     EnvSetting("VAULTDB_ROLE", "(required)", "Database secrets engine role."),
     EnvSetting("VAULTDB_MOUNT", "database", "Mount path of the database secrets engine."),
     EnvSetting("VAULTDB_STATIC", "false", "Use a static role (static-creds/<role>)."),
-    EnvSetting("VAULTDB_AUTH_METHOD", "(auto)", "kubernetes, jwt, approle or token."),
-    EnvSetting("VAULTDB_AUTH_ROLE", "", "Role of the kubernetes or jwt auth method."),
+    EnvSetting("VAULTDB_AUTH_METHOD", "(auto)",
+               "kubernetes, jwt, approle, token, cert or proxy."),
+    EnvSetting("VAULTDB_AUTH_ROLE", "", "Role of the kubernetes or jwt auth method "
+               "(cert: the cert role name, optional)."),
     EnvSetting("VAULTDB_AUTH_MOUNT", "(method name)", "Mount path of the auth method."),
     EnvSetting("VAULTDB_TOKEN_PATH",
                "/var/run/secrets/kubernetes.io/serviceaccount/token",
@@ -47,6 +49,14 @@ ENVIRONMENT: tuple[EnvSetting, ...] = (
     EnvSetting("VAULTDB_SECRET_ID", "", "AppRole secret id."),
     EnvSetting("VAULTDB_SECRET_ID_PATH", "", "File holding the AppRole secret id."),
     EnvSetting("VAULTDB_VAULT_TOKEN_PATH", "", "File holding a Vault token (e.g. an agent sink)."),
+    EnvSetting("VAULTDB_SECRET_ID_WRAPPED", "", "A response-wrapping token holding the AppRole "
+               "secret id, unwrapped at login (single use)."),
+    EnvSetting("VAULTDB_SECRET_ID_WRAPPED_PATH", "", "File holding a response-wrapping token "
+               "for the AppRole secret id, re-read at every login."),
+    EnvSetting("VAULTDB_CLIENT_CERT_PATH", "(VAULT_CLIENT_CERT)", "cert auth: the client "
+               "certificate (PEM), re-read at every login."),
+    EnvSetting("VAULTDB_CLIENT_KEY_PATH", "(VAULT_CLIENT_KEY)", "cert auth: the certificate's "
+               "private key (PEM), re-read at every login."),
     EnvSetting("VAULTDB_DRAIN_SECONDS", "30", "How long retired credentials stay valid."),
     EnvSetting("VAULTDB_FETCH_TIMEOUT", "10", "Max seconds credentials() blocks for a fetch."),
     EnvSetting("VAULTDB_REQUEST_TIMEOUT", "5",
