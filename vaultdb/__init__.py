@@ -16,7 +16,16 @@ from __future__ import annotations
 
 from ._process import close_all, install_sigterm_handler
 from ._vault import RequestInfo, add_request_observer
-from .auth import AppRoleAuth, AuthMethod, JWTAuth, KubernetesAuth, TokenAuth
+from .auth import (
+    AppRoleAuth,
+    AuthBase,
+    AuthMethod,
+    CertAuth,
+    JWTAuth,
+    KubernetesAuth,
+    ProxyAuth,
+    TokenAuth,
+)
 from .credentials import Credentials
 from .errors import (
     AuthenticationError,
@@ -31,6 +40,7 @@ from .errors import (
     TLSConfigurationError,
     VaultDBError,
     VaultUnavailableError,
+    WrappingTokenUsedError,
 )
 from .events import (
     LeaseCreated,
@@ -49,8 +59,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppRoleAuth",
+    "AuthBase",
     "AuthMethod",
     "AuthenticationError",
+    "CertAuth",
     "ConfigurationError",
     "CredentialProvider",
     "Credentials",
@@ -73,12 +85,14 @@ __all__ = [
     "ProviderClosedError",
     "ProviderState",
     "ProviderStatus",
+    "ProxyAuth",
     "RequestInfo",
     "SecretPathError",
     "TLSConfigurationError",
     "TokenAuth",
     "VaultDBError",
     "VaultUnavailableError",
+    "WrappingTokenUsedError",
     "__version__",
     "add_request_observer",
     "close_all",

@@ -82,8 +82,8 @@ def vaultdb_provider_factory(
         elif "auth" not in kwargs:
             kwargs["auth"] = TokenAuth(token=vaultdb_stack.create_token(ttl=token_ttl))
         kwargs.setdefault("handle_sigterm", False)
-        provider = CredentialProvider(role, vault_addr=vaultdb_stack.vault_addr,
-                                      drain_seconds=drain_seconds, **kwargs)
+        kwargs.setdefault("vault_addr", vaultdb_stack.vault_addr)  # or a proxy in front of it
+        provider = CredentialProvider(role, drain_seconds=drain_seconds, **kwargs)
         made.append(provider)
         return provider
 
