@@ -12,6 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._baoproxy import BaoProxy
+    from ._certs import CertificateAuthority
     from ._faultproxy import FaultProxy
     from ._helpers import (
         assert_retired_users_gone,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "APP_POLICY",
     "APP_POLICY_HCL",
+    "BaoProxy",
+    "CertificateAuthority",
     "ConnInfo",
     "FaultProxy",
     "KubernetesStandIn",
@@ -56,6 +60,8 @@ _LOCATIONS = {
     "default_creation_statements": "._stack",
     "default_revocation_statements": "._stack",
     "VaultDBStack": "._stack",
+    "BaoProxy": "._baoproxy",
+    "CertificateAuthority": "._certs",
     "ConnInfo": "._postgres",
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",

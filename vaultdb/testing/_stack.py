@@ -96,6 +96,7 @@ _MOUNT_DB = "database"
 _MOUNT_K8S = "kubernetes"
 _MOUNT_JWT = "jwt"
 _MOUNT_APPROLE = "approle"
+_MOUNT_CERT = "cert"
 _REVIEWER_SA = ("vault", "vault-auth")
 
 
@@ -115,7 +116,8 @@ class VaultDBStack:
     configuration on a fresh, empty server -- what a persistent Vault would have kept.
     """
 
-    def __init__(self, workdir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, workdir: str | os.PathLike[str] | None = None, *,
+                 tls: bool = False) -> None:
         self._owns_workdir = workdir is None
         self.workdir = Path(
             tempfile.mkdtemp(prefix="vaultdb-stack-") if workdir is None else workdir
@@ -128,14 +130,17 @@ class VaultDBStack:
         if self._owns_workdir:
             self._watchdog.watch_dir(self.workdir)  # temp dir: gone even after a crash
         self.kube = KubernetesStandIn(self.workdir / "kubernetes")
-        self.vault = OpenBaoServer(self.workdir / "openbao", watchdog=self._watchdog)
+        #: With ``tls``, OpenBao serves https (``-dev-tls``) and the ``cert`` auth method is on.
+        self.tls = tls
+        self.vault = OpenBaoServer(self.workdir / "openbao", watchdog=self._watchdog, tls=tls)
         self.postgres = PostgresServer(self.workdir, watchdog=self._watchdog)
         self.started_in: float | None = None
 
     @classmethod
-    def start(cls, workdir: str | os.PathLike[str] | None = None) -> VaultDBStack:
+    def start(cls, workdir: str | os.PathLike[str] | None = None, *,
+              tls: bool = False) -> VaultDBStack:
         """Start all three servers and configure Vault; cleans up if anything fails."""
-        stack = cls(workdir)
+        stack = cls(workdir, tls=tls)
         atexit.register(stack.close)
         try:
             stack._start()
@@ -220,6 +225,8 @@ class VaultDBStack:
                 "VAULTDB_TEST_KUBERNETES_HOST": self.kube.url,
             }
         )
+        if self.vault.ca_cert is not None:
+            env["VAULT_CACERT"] = env["BAO_CACERT"] = str(self.vault.ca_cert)
         if include_root_token:
             env["VAULT_TOKEN"] = self.root_token
             env["BAO_TOKEN"] = self.root_token
@@ -272,6 +279,8 @@ class VaultDBStack:
             },
         )
         client.sys.enable_auth_method(method_type="approle", path=_MOUNT_APPROLE)
+        if self.tls:
+            client.sys.enable_auth_method(method_type="cert", path=_MOUNT_CERT)
         with self._lock:
             replay = list(self._replay)
         for func, kwargs in replay:
@@ -452,6 +461,32 @@ class VaultDBStack:
     ) -> None:
         self._write(base, {**data, "role_id": role_id})
         self._write(f"{base}/custom-secret-id", {"secret_id": secret_id})
+
+    def create_cert_role(
+        self,
+        name: str,
+        *,
+        certificate: str,
+        policies: Sequence[str] = (APP_POLICY,),
+        token_ttl: int | str = 60,
+        token_max_ttl: int | str = 0,
+        allowed_common_names: Sequence[str] = (),
+    ) -> None:
+        """Role ``auth/cert/certs/<name>`` trusting ``certificate`` (a CA's or a leaf's PEM).
+
+        Needs a stack started with ``tls=True`` (cert logins happen in the TLS handshake).
+        """
+        if not self.tls:
+            raise RuntimeError("cert auth needs VaultDBStack.start(tls=True)")
+        data: dict[str, Any] = {
+            "certificate": certificate,
+            "token_policies": list(policies),
+            "token_ttl": _ttl(token_ttl),
+            "token_max_ttl": _ttl(token_max_ttl),
+        }
+        if allowed_common_names:
+            data["allowed_common_names"] = list(allowed_common_names)
+        self._record(self._write, path=f"auth/{_MOUNT_CERT}/certs/{name}", data=data)
 
     def create_token(
         self,

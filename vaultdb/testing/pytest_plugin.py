@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from vaultdb import CredentialProvider
     from vaultdb.testing import VaultDBStack, VaultRedis
 
-__all__ = ["vaultdb_provider_factory", "vaultdb_redis", "vaultdb_role_name", "vaultdb_stack"]
+__all__ = ["vaultdb_provider_factory", "vaultdb_redis", "vaultdb_role_name", "vaultdb_stack",
+           "vaultdb_tls_stack"]
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,17 @@ def vaultdb_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultDBS
 
     workdir = tmp_path_factory.mktemp("vaultdb-stack")
     with VaultDBStack.start(workdir=workdir) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def vaultdb_tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultDBStack]:
+    """Like ``vaultdb_stack``, with OpenBao on https (its CA in ``stack.vault.ca_cert``) and
+    the ``cert`` auth method enabled (``stack.create_cert_role``). Started on first use only."""
+    from vaultdb.testing import VaultDBStack
+
+    workdir = tmp_path_factory.mktemp("vaultdb-tls-stack")
+    with VaultDBStack.start(workdir=workdir, tls=True) as stack:
         yield stack
 
 
