@@ -231,8 +231,13 @@ class AppRoleAuth:
         return f"approle auth at auth/{self.mount}, role id {self.role_id!r}"
 
     def login_hint(self) -> str:
-        return (f"that auth method 'approle' is enabled at auth/{self.mount}, the role id is "
+        hint = (f"that auth method 'approle' is enabled at auth/{self.mount}, the role id is "
                 "right and the secret id is valid (not expired, uses left, CIDR bound)")
+        if self.wrapped_secret_id_path or self.wrapped_secret_id:
+            hint += ("; a wrapping token works once and within its TTL: if it was unwrapped "
+                     "already and not by this process, someone else may have the secret id "
+                     "(revoke it), else it expired before this login")
+        return hint
 
     def login(self, vault: LoginContext) -> LoginResult:
         """Unwrap a response-wrapped secret id first, when one is configured."""

@@ -456,6 +456,17 @@ class VaultDBStack:
             )
         return role_id, secret_id
 
+    def wrapped_secret_id(self, name: str, *, wrap_ttl: int | str = 60) -> str:
+        """A new secret id for AppRole ``name``, response-wrapped: the wrapping token.
+
+        What a delivery system (a CI job, a trusted orchestrator) hands the application; the
+        secret id itself is only seen by whoever unwraps it, once.
+        """
+        answer = self.root_client().adapter.post(
+            f"/v1/auth/{_MOUNT_APPROLE}/role/{name}/secret-id",
+            headers={"X-Vault-Wrap-TTL": _ttl(wrap_ttl)})
+        return str(answer["wrap_info"]["token"])
+
     def _replay_approle(
         self, base: str, data: dict[str, Any], role_id: str, secret_id: str
     ) -> None:
