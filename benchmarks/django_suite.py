@@ -62,18 +62,15 @@ def pg_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object]]:
 
 
 def mysql_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object]]:
-    from vaultdb.testing import MariaDBServer, configure_mysql_mount
+    from vaultdb.testing import MySQLTarget
 
-    server = MariaDBServer(stack.workdir / "mariadb")
-    server.start()
+    target = MySQLTarget.start(stack)
+    server = target.server
     # Django's test databases are test_<NAME> and test_<NAME>_other: grant on test_%.
     grants = [r"GRANT ALL PRIVILEGES ON `test\_%`.* TO '{{name}}'@'%'",
               f"GRANT ALL PRIVILEGES ON `{server.database}`.* TO '{{{{name}}}}'@'%'"]
-    configure_mysql_mount(stack, server)
-    stack.create_database_role("suite", mount="mysql", db_name="mariadb", default_ttl=3600,
-                               max_ttl=7200, creation_statements=[
-                                   "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'",
-                                   *grants])
+    target.create_role("suite", default_ttl=3600, max_ttl=7200, creation_statements=[
+        "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'", *grants])
     server.sql("CREATE USER 'suite_static'@'%' IDENTIFIED BY 'suite-static'")
     for grant in grants:
         server.sql(grant.replace("{{name}}", "suite_static"))
@@ -82,9 +79,9 @@ def mysql_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object
         "static": {**base, "ENGINE": "django.db.backends.mysql", "USER": "suite_static",
                    "PASSWORD": "suite-static"},
         "vaultdb": {**base, "ENGINE": "vaultdb.integrations.django.mysql",
-                    "VAULT": {"role": "suite", "mount": "mysql", "vault_addr": stack.vault_addr,
-                              "handle_sigterm": False,
-                              "auth": {"method": "token", "token": token}}},
+                    "VAULT": {"role": "suite", "mount": target.mount,
+                              "vault_addr": stack.vault_addr, "handle_sigterm": False,
+                              "auth": {"method": "token", "token": target.create_token("8h")}}},
     }
 
 

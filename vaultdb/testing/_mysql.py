@@ -38,6 +38,8 @@ from ._procs import Watchdog, stop_process_group, tail
 if TYPE_CHECKING:
     import pymysql
 
+    from vaultdb.provider import CredentialProvider
+
     from ._stack import VaultDBStack
 
 __all__ = [
@@ -342,6 +344,17 @@ class MySQLTarget:
 
     def session_users(self) -> dict[str, int]:
         return self.server.session_users()
+
+    def assert_retired_users_gone(self, provider: CredentialProvider, role: str,
+                                  seen: set[str], *, at_least: int = 1,
+                                  timeout: float = 15.0) -> None:
+        """Every user in ``seen`` but the current one is dropped and has no session left."""
+        from ._helpers import wait_for
+
+        retired = seen - {provider.credentials().username}
+        assert len(retired) >= at_least, f"only {len(retired)} retired users, want {at_least}"
+        wait_for(lambda: not (self.users_of_role(role) & retired), timeout=timeout)
+        wait_for(lambda: not (set(self.session_users()) & retired), timeout=timeout)
 
     def env(self, **extra: str) -> dict[str, str]:
         """The stack's child environment plus ``MYSQL_HOST``/``MYSQL_PORT``/``MYSQL_DATABASE``."""

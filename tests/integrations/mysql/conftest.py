@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from vaultdb import CredentialProvider
-from vaultdb.testing import MySQLTarget, wait_for
+from vaultdb.testing import MySQLTarget
 
 
 @pytest.fixture
@@ -23,12 +23,3 @@ def mysql_url(vaultdb_mysql: MySQLTarget) -> Callable[[str], str]:
     server = vaultdb_mysql.server
     return lambda driver: f"{driver}://{server.host}:{server.port}/{server.database}"
 
-
-def assert_mysql_retired_users_gone(target: MySQLTarget, provider: CredentialProvider,
-                                    role: str, seen: set[str], *, at_least: int = 1,
-                                    timeout: float = 15.0) -> None:
-    """Every user in ``seen`` but the current one is dropped and has no session left."""
-    retired = seen - {provider.credentials().username}
-    assert len(retired) >= at_least, f"only {len(retired)} retired users, wanted {at_least}"
-    wait_for(lambda: not (target.users_of_role(role) & retired), timeout=timeout)
-    wait_for(lambda: not (set(target.session_users()) & retired), timeout=timeout)
