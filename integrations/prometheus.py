@@ -204,7 +204,8 @@ def instrument(provider: CredentialProvider, *, registry: CollectorRegistry | No
     """Export metrics for ``provider`` in ``registry`` (default: prometheus_client's global one).
 
     Idempotent per provider and registry. Several providers share one collector per registry,
-    told apart by the ``mount`` and ``role`` labels. Returns a function that stops reporting on ``provider``.
+    told apart by the ``mount`` and ``role`` labels. Returns a function that stops reporting
+    on ``provider``.
     """
     target: CollectorRegistry = REGISTRY if registry is None else registry
     with _collectors_lock:
