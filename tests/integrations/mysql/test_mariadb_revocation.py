@@ -116,4 +116,6 @@ def test_mariadb_accepts_128_character_user_names_and_refuses_129(
         else:
             with pytest.raises(VaultDBError) as refused:
                 provider.credentials()
-            assert "creds" in str(refused.value)
+            # Vault passes MariaDB's reason on: the error names what to fix.
+            assert "too long for user name" in str(refused.value)
+            assert "mysql/creds/" in str(refused.value)
