@@ -38,7 +38,7 @@ DATABASES = {{"default": dict(_entry), "other": {{**_entry, "NAME": _entry["NAME
 """
 
 
-def pg_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object]]:
+def pg_entries(stack: VaultDBStack) -> dict[str, dict[str, object]]:
     pg = stack.postgres
     stack.sql('CREATE ROLE "suite_owner" NOLOGIN CREATEDB')
     stack.sql("CREATE ROLE \"suite_static\" LOGIN PASSWORD 'suite-static' IN ROLE suite_owner")
@@ -50,7 +50,7 @@ def pg_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object]]:
     ])
     base = {"HOST": pg.host, "PORT": str(pg.port), "NAME": pg.database}
     vault = {"role": "suite", "vault_addr": stack.vault_addr, "handle_sigterm": False,
-             "auth": {"method": "token", "token": token}}
+             "auth": {"method": "token"}}  # VAULT_TOKEN from the environment
     engine = "vaultdb.integrations.django.postgresql"
     return {
         "static": {**base, "ENGINE": "django.db.backends.postgresql", "USER": "suite_static",
@@ -61,7 +61,7 @@ def pg_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object]]:
     }
 
 
-def mysql_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object]]:
+def mysql_entries(stack: VaultDBStack) -> dict[str, dict[str, object]]:
     from vaultdb.testing import MySQLTarget
 
     target = MySQLTarget.start(stack)
@@ -81,7 +81,7 @@ def mysql_entries(stack: VaultDBStack, token: str) -> dict[str, dict[str, object
         "vaultdb": {**base, "ENGINE": "vaultdb.integrations.django.mysql",
                     "VAULT": {"role": "suite", "mount": target.mount,
                               "vault_addr": stack.vault_addr, "handle_sigterm": False,
-                              "auth": {"method": "token", "token": target.create_token("8h")}}},
+                              "auth": {"method": "token"}}},
     }
 
 
@@ -95,8 +95,9 @@ def main() -> int:
     tests = args.django_src.resolve() / "tests"
     with tempfile.TemporaryDirectory(prefix="vaultdb-django-suite-") as tmp, \
             VaultDBStack.start(workdir=Path(tmp) / "stack") as stack:
-        token = stack.create_token(ttl="8h")
-        entries = (pg_entries if args.db == "postgresql" else mysql_entries)(stack, token)
+        entries = (pg_entries if args.db == "postgresql" else mysql_entries)(stack)
+        # The token reaches runtests.py through its environment, never a file.
+        token = stack.create_token(policies=("vaultdb-app", "vaultdb-app-mysql"), ttl="8h")
         wanted = [v for v in args.variants.split(",") if v] or list(entries)
         for name in wanted:
             module = f"suite_{args.db}_{name.replace('-', '_')}"
@@ -105,7 +106,7 @@ def main() -> int:
             done = subprocess.run(
                 [sys.executable, str(tests / "runtests.py"), f"--settings={module}",
                  "--parallel=1", "--noinput", *args.labels],
-                cwd=tests, env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"},
+                cwd=tests, env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin", "VAULT_TOKEN": token},
                 capture_output=True, text=True)
             out = done.stdout + done.stderr
             (Path(tmp).parent / f"{module}.log").write_text(out)
