@@ -2,6 +2,8 @@
 
 import json
 import time
+from argparse import ArgumentParser
+from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
@@ -10,11 +12,11 @@ from notes.models import Note
 
 
 class Command(BaseCommand):
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--users", type=int, default=3)
         parser.add_argument("--timeout", type=float, default=60)
 
-    def handle(self, *args, users: int, timeout: float, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, users: int, timeout: float, **options: Any) -> None:
         seen: list[str] = []
         errors: list[str] = []
         requests = 0
@@ -34,6 +36,6 @@ class Command(BaseCommand):
             except Exception as exc:  # counted: the test wants zero
                 errors.append(repr(exc))
             close_old_connections()  # request_finished
-            time.sleep(0.02)  # pacing between requests, not a wait for a condition
+            time.sleep(0.02)  # request pacing (keeps the row count small), not a wait
         self.stdout.write("RESULT " + json.dumps(
             {"users": seen, "errors": errors, "requests": requests, "driver": driver}))
