@@ -31,8 +31,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from vaultdb import RequestInfo, add_request_observer
 from vaultdb import events as ev
-from vaultdb._vault import add_request_observer
 from vaultdb.provider import CredentialProvider
 
 from ._common import MissingExtraError
@@ -81,8 +81,8 @@ class VaultDBCollector(Collector):
 
     # -- feeding --------------------------------------------------------------------------
 
-    def _observe(self, method: str, path: str, seconds: float, outcome: str) -> None:
-        self.latency.labels(method, path, outcome).observe(seconds)
+    def _observe(self, info: RequestInfo) -> None:
+        self.latency.labels(info.method, info.path, info.outcome).observe(info.seconds)
 
     def watch(self, provider: CredentialProvider) -> Callable[[], None]:
         key = id(provider)

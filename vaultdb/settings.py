@@ -32,6 +32,8 @@ ENVIRONMENT: tuple[EnvSetting, ...] = (
     EnvSetting("VAULT_CLIENT_KEY", "", "Key of VAULT_CLIENT_CERT."),
     EnvSetting("HTTPS_PROXY", "", "Proxy for an https:// Vault (HTTP_PROXY for http://, "
                "ALL_PROXY for both); hosts in NO_PROXY bypass it."),
+    EnvSetting("VAULTDB_REDIRECT_HOSTS", "", "Comma-separated host or host:port entries a "
+               "307/308 from Vault may send the token and body to (besides VAULT_ADDR's own)."),
     EnvSetting("VAULTDB_ROLE", "(required)", "Database secrets engine role."),
     EnvSetting("VAULTDB_MOUNT", "database", "Mount path of the database secrets engine."),
     EnvSetting("VAULTDB_STATIC", "false", "Use a static role (static-creds/<role>)."),

@@ -1,0 +1,1 @@
+"""Deterministic simulation of whole process lifetimes (virtual clock, simulated Vault)."""
