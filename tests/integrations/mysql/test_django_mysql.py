@@ -8,6 +8,7 @@ shim.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,13 @@ def test_check_validates_settings_and_deploy_checks_live(project: Project) -> No
     assert bad.returncode != 0
     assert "vaultdb.E010" in bad.stderr
     assert project.users() == set()
+
+
+def test_dbshell_runs_the_client_with_the_current_credentials(project: Project) -> None:
+    if shutil.which("mysql") is None:
+        pytest.fail("the mysql client is not installed (it comes with mariadb-server)")
+    done = project.manage("dbshell", "--", "-N", "-e", "SELECT SUBSTRING_INDEX(USER(), '@', 1)")
+    assert done.returncode == 0, done.stderr
+    user = done.stdout.strip()
+    assert user.startswith("v-") and f"-{project.role[:10]}" in user
+    assert project.users() == set()  # revoked when the command exited
