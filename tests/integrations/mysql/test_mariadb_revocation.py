@@ -28,7 +28,8 @@ def test_graceful_stop_drops_the_user_and_ends_its_open_session(
         vaultdb_mysql: MySQLTarget, make_provider: Callable[..., CredentialProvider],
         vaultdb_role_name: str) -> None:
     provider = make_provider(default_ttl=60, max_ttl=120)
-    user = provider.credentials().username
+    creds = provider.credentials()
+    user = creds.username
     conn = login(vaultdb_mysql, provider)
     assert one(conn, "SELECT SUBSTRING_INDEX(USER(), '@', 1)") == user
     assert vaultdb_mysql.users_of_role(vaultdb_role_name) == {user}
@@ -39,7 +40,7 @@ def test_graceful_stop_drops_the_user_and_ends_its_open_session(
     with pytest.raises(pymysql.err.OperationalError):
         one(conn, "SELECT 1")
     with pytest.raises(pymysql.err.OperationalError) as refused:
-        vaultdb_mysql.server.connect(user, "anything", vaultdb_mysql.server.database)
+        vaultdb_mysql.server.connect(user, creds.password, vaultdb_mysql.server.database)
     assert refused.value.args[0] == 1045
 
 
