@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from . import errors
 from . import events as ev
@@ -30,6 +31,8 @@ from .credentials import LoginToken
 __all__ = ["LoginSession"]
 
 logger = logging.getLogger("vaultdb.lease")
+
+_T = TypeVar("_T")
 
 #: Old tokens remembered (as dead) after they ended, so a lease of theirs is known as gone.
 _DEAD_MEMORY = 64
@@ -167,6 +170,23 @@ class LoginSession:
         self._emit(ev.LoginExpired(self._role, token.accessor))
         self._remember_dead(token.accessor, self.clock.monotonic())
         self.token = None
+
+    def with_relogin(self, call: Callable[[Secret | None], _T], deadline: float) -> _T:
+        """Run a Vault call with the token; on 403 log in again once if the token is dead.
+
+        A 403 is a dead token only when ``lookup-self`` fails too; otherwise the policy is
+        the problem and the 403 is raised as it is.
+        """
+        token = self.token.token if self.token else None
+        try:
+            return call(token)
+        except errors.PermissionDeniedError:
+            if self.token is not None and self.token_works(deadline):
+                raise
+            logger.warning("Vault denied a request for role %r: logging in again once in case "
+                           "the token is no longer valid", self._role)
+            self.drop("denied")
+            return call(self.login(deadline).token)
 
     def token_works(self, deadline: float) -> bool:
         """Ask Vault whether the current token still works (the default policy allows it)."""
