@@ -30,7 +30,7 @@ from ._retry import RetryPolicy
 from ._revocation import Counters, Revocations
 from ._schedule import SchedulePolicy, renew_increment, retire_time
 from ._secret import Secret
-from ._session import LoginSession
+from ._session import LoginSession, SessionUser
 from .credentials import Credentials
 
 logger = logging.getLogger("vaultdb.lease")
@@ -52,6 +52,8 @@ class LeaseEngine(Revocations):
         self._emit, self.rng, self.request_timeout = emit, rng, request_timeout
         self.generation_seen = 0
         self._init_state()
+        self.user = SessionUser(role, emit, lambda: self.book.accessors_in_use())
+        session.attach(self.user)
 
     def _init_state(self) -> None:
         self.lock = self.clock.lock()
@@ -69,7 +71,7 @@ class LeaseEngine(Revocations):
     def reset_after_fork(self) -> None:
         """Forget everything inherited from the parent; the child gets its own on first use."""
         self._init_state()
-        self.session.reset()
+        self.session.reset_after_fork()
 
     # -- caller's thread --------------------------------------------------------------------
 
@@ -224,7 +226,8 @@ class LeaseEngine(Revocations):
         """Fetch new credentials and make them current; retire the old ones."""
         old = self.book.current
         token = self.session.ensure(lease_ttl=old.original_ttl if old else 0.0,
-                                    deadline=deadline, long_lived=not self.static)
+                                    deadline=deadline, long_lived=not self.static,
+                                    policy=self.policy)
         if reason == TOKEN_END and old is not None and token.accessor == old.token_accessor:
             # No new token could be had (a handed-in token near its max TTL): a fresh lease
             # would die with the same token, so keep the current one until then.
@@ -259,7 +262,7 @@ class LeaseEngine(Revocations):
                         self.role, reason, old.credentials.username, creds.username,
                         creds.generation)
             self._emit(ev.LeaseRotated(self.role, creds, old.credentials, reason or "rotation"))
-            self.session.release_unused(self.book.accessors_in_use(), deadline)
+            self.session.release_unused(deadline)
         return new
 
     def _fetch(self, token: Secret | None, deadline: float) -> HeldLease:

@@ -368,7 +368,7 @@ def _end_of_life(run: _Run, provider: CredentialProvider,
         parent_leases = {r.lease_id for r in run.ledger.live_leases(clock.now, "process")}
         orphans_of_parent = provider._engine.counters.orphans_suspected
         clock.fork()  # the child has none of the parent's threads
-        provider._after_fork_in_child()
+        _process._after_fork_in_child()  # what os.register_at_fork runs in the child
         clock.spawn("child", lambda: _ignore_errors(provider.credentials), at=clock.now)
         clock.run(until=clock.now + 30)
     budget = life.revoke_timeout
