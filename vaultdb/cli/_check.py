@@ -9,7 +9,6 @@ failed (warnings allowed unless ``--strict``), 1 when a step failed, 2 for a usa
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import os
@@ -17,7 +16,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..auth import AuthMethod, JWTAuth, KubernetesAuth, TokenAuth, auth_from_env, jwt_expiry
+from ..auth import (
+    AuthMethod,
+    JWTAuth,
+    KubernetesAuth,
+    TokenAuth,
+    auth_from_env,
+    jwt_claims,
+    jwt_expiry,
+)
 from ..errors import ConfigurationError, LeaseNotFoundError, VaultDBError
 from ..settings import env_bool, env_float
 
@@ -215,7 +222,7 @@ class Checker:
             return ""
         payload = auth.login_payload()  # reads and validates the file (never printed)
         jwt = payload["jwt"]
-        claims = _claims(jwt)
+        claims = jwt_claims(jwt)
         exp = jwt_expiry(jwt)
         left = f", expires in {_duration(exp - time.time())}" if exp else ", no expiry"
         aud = claims.get("aud")
@@ -434,15 +441,6 @@ class Checker:
             logger.warning("a lease of this check could not be revoked; it expires at its TTL")
         if isinstance(self.auth, TokenAuth):
             logger.debug("token handed in: not revoked")
-
-
-def _claims(jwt: str) -> dict[str, Any]:
-    try:
-        part = jwt.split(".")[1]
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (IndexError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _conninfo(dsn: str) -> str:
