@@ -153,7 +153,7 @@ def test_vault_unreachable_exits_125_with_hint(app: App) -> None:
     result = run_cli(["exec", "--", "true"],
                      app.env(VAULT_ADDR=free_port_url(), VAULTDB_FETCH_TIMEOUT="2"))
     assert result.returncode == 125
-    assert "hint: check VAULT_ADDR" in result.stderr
+    assert "hint: Check VAULT_ADDR" in result.stderr
 
 
 def test_usage_errors(app: App) -> None:
