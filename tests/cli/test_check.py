@@ -222,7 +222,8 @@ def test_retry_warnings_are_notes_under_their_step_not_interleaved(
     assert not [li for li in lines if "WARNING" in li], result.stdout
     auth = next(i for i, li in enumerate(lines) if "] auth " in li)
     notes = [li for li in lines if "note:" in li]
-    assert notes and all("Vault call failed" in li for li in notes), result.stdout
+    assert notes and all("retried" in li and "auth/kubernetes/login" in li for li in notes), \
+        result.stdout
     # The notes sit right under the step they belong to (after its hint).
     assert lines[auth + 1].strip().startswith("hint:")
     assert all("note:" in li for li in lines[auth + 2:auth + 2 + len(notes)]), result.stdout
