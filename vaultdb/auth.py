@@ -62,8 +62,8 @@ def _clean(value: str, what: str, setting: str, *, header: bool = False) -> str:
         raise ConfigurationError(f"The {what} is empty.", hint=setting)
     if header and not (cleaned.isascii() and cleaned.isprintable() and " " not in cleaned):
         raise ConfigurationError(
-            f"The {what} contains whitespace, control or non-ASCII characters, which no "
-            f"{what} has (two values in one, or a stray character?).", hint=setting)
+            f"The {what} contains whitespace, control or non-ASCII characters, which a valid "
+            "one never has (two values in one, or a stray character?).", hint=setting)
     return cleaned
 
 
