@@ -236,6 +236,9 @@ class LeaseEngine(Revocations):
                            "be had: credentials of role %r end with it", token.accessor,
                            (token.max_deadline or 0) - self.clock.monotonic(), self.role)
             return old
+        if self.closed:  # close() began during the login: create nothing it would have to revoke
+            raise errors.ProviderClosedError(f"The provider for role {self.role!r} is closed.",
+                                             hint="create a new CredentialProvider")
         new = self.session.with_relogin(lambda token: self._fetch(token, deadline), deadline)
         if old is not None and self.static and new.credentials.password == old.credentials.password:
             new.credentials = replace(new.credentials, generation=old.credentials.generation)
