@@ -295,6 +295,11 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
     if isinstance(exc, HTTPStatusError):
         status, found = exc.status, _clean(exc.errors)
         ctx.update(status=status, vault_errors=found)
+        if _contains(found, "active cluster node not found", "local node not active"):
+            return errors.VaultUnavailableError(
+                f"The Vault cluster has no active node (a leader election) while trying to "
+                f"{operation}.", hint="nothing if it passes in seconds; else the cluster's Raft "
+                "quorum (sys/storage/raft/configuration)", request_sent=True, **ctx)
         if status == 503 or _contains(found, "sealed"):
             return errors.VaultUnavailableError(
                 f"Vault is sealed or in standby while trying to {operation}.",
