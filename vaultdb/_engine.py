@@ -46,10 +46,11 @@ class LeaseEngine(Revocations):
     def __init__(self, *, role: str, mount: str, static: bool, session: LoginSession,
                  policy: SchedulePolicy, retry: RetryPolicy, clock: Clock,
                  emit: Callable[[ev.LeaseEvent], None], rng: random.Random,
-                 request_timeout: float) -> None:
+                 request_timeout: float, rotate_after: float | None = None) -> None:
         self.role, self.mount, self.static = role, mount, static
         self.session, self.policy, self.retry, self.clock = session, policy, retry, clock
         self._emit, self.rng, self.request_timeout = emit, rng, request_timeout
+        self.rotate_after = rotate_after
         self.generation_seen = 0
         self._init_state()
         self.user = SessionUser(role, emit, lambda: self.book.accessors_in_use())
@@ -170,7 +171,9 @@ class LeaseEngine(Revocations):
             next_revocation=self.book.next_revocation(),
             force_rotate=self._force_rotate, retry_at=self.trouble.retry_at,
             unreported_deadline=(current.deadline if current is not None
-                                 and not self._expired_reported else None))
+                                 and not self._expired_reported else None),
+            max_age_at=(held.issued_at + self.rotate_after if held is not None
+                        and self.rotate_after and not self.static else None))
 
     def _run(self, next_plan: Plan, now: float) -> None:
         action = next_plan.action

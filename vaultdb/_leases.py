@@ -31,6 +31,8 @@ class HeldLease:
     #: When a retired lease is revoked (end of its drain window); ``None`` while current.
     revoke_at: float | None = None
     revoke_attempts: int = 0
+    #: When Vault issued these credentials (renewals move ``granted_at``, never this).
+    issued_at: float = 0.0
 
     @classmethod
     def issued(cls, username: str, password: str, lease_id: str | None, ttl: float,
@@ -40,7 +42,7 @@ class HeldLease:
         creds = Credentials(username=username, password=password, lease_id=lease_id,
                             lease_duration=ttl, expires_at=wall_clock(now), generation=0,
                             renewable=renewable, static=static)
-        return cls(creds, accessor, now, ttl, ttl, unit=unit)
+        return cls(creds, accessor, now, ttl, ttl, unit=unit, issued_at=now)
 
     @property
     def expires(self) -> float:

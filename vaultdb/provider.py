@@ -84,6 +84,10 @@ class CredentialProvider:
         Kubernetes grace period).
     :param handle_sigterm: install a revoke-then-exit SIGTERM handler when SIGTERM is otherwise
         unhandled (never replaces a server's own handler).
+    :param rotate_after: rotate dynamic credentials once they are this many seconds old, even
+        when Vault would renew them further, so the life left before ``max_ttl`` is always a
+        buffer against a Vault outage (``None``: rotate only before ``max_ttl`` or the token's
+        end).
     :param session: a :class:`~vaultdb.LoginSession` shared with other providers (one login
         and one token renewal for several roles or databases); its settings then replace
         ``auth``, ``vault_addr``, ``namespace``, ``verify`` and ``request_timeout``. Without
@@ -108,6 +112,7 @@ class CredentialProvider:
         jitter: float = 0.1,
         handle_sigterm: bool = True,
         session: LoginSession | None = None,
+        rotate_after: float | None = None,
         _clock: Clock = SYSTEM_CLOCK,
         _exchange: Exchange | None = None,
         _rng: random.Random | None = None,
@@ -118,6 +123,9 @@ class CredentialProvider:
         mount = mount.strip("/")
         if not mount:
             raise ConfigurationError("The secrets engine mount is empty.", hint="mount=...")
+        if rotate_after is not None and not rotate_after > 0:
+            raise ConfigurationError(f"rotate_after={rotate_after!r} must be a positive number "
+                                     "of seconds.", hint="rotate_after / VAULTDB_ROTATE_AFTER")
         self.role = role
         self.mount = mount
         self.static = static
@@ -145,7 +153,8 @@ class CredentialProvider:
         self._engine = LeaseEngine(role=role, mount=mount, static=static, session=session,
                                    policy=self._policy, retry=session.vault.retry, clock=_clock,
                                    emit=self._dispatch, rng=session.rng,
-                                   request_timeout=session.vault.settings.timeout)
+                                   request_timeout=session.vault.settings.timeout,
+                                   rotate_after=rotate_after)
         self._state = ProviderState.NEW
         self._start_lock = threading.RLock()
         self._renewer: Renewer | None = None
