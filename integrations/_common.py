@@ -28,8 +28,13 @@ GENERATION_KEY = "_vaultdb_generation"
 #: password; also what PostgreSQL answers for a dropped role under password authentication)
 #: and invalid_authorization_specification (role does not exist, role may not log in).
 AUTH_SQLSTATES = frozenset({"28P01", "28000"})
-#: MySQL/MariaDB: ER_ACCESS_DENIED_ERROR (1045) and ER_DBACCESS_DENIED_ERROR (1044).
-AUTH_MYSQL_CODES = frozenset({1044, 1045})
+#: MySQL/MariaDB login refusals that new credentials can cure (PyMySQL, mysqlclient, aiomysql
+#: and asyncmy put the code in ``args[0]``): ER_DBACCESS_DENIED_ERROR (1044),
+#: ER_ACCESS_DENIED_ERROR (1045: wrong password, or the user was dropped),
+#: ER_ACCESS_DENIED_NO_PASSWORD_ERROR (1698), ER_MUST_CHANGE_PASSWORD_LOGIN (1862: expired
+#: password), MySQL's ER_ACCOUNT_HAS_BEEN_LOCKED (3118) and MariaDB's (4151).
+#: 1044, 1045 and 4151 are checked against a real MariaDB in tests/integrations/mysql.
+AUTH_MYSQL_CODES = frozenset({1044, 1045, 1698, 1862, 3118, 4151})
 #: libpq reports connection failures as text only (psycopg 3 and psycopg2 set no SQLSTATE on
 #: them), so these server messages are matched too. PostgreSQL sends them in English unless
 #: the server's ``lc_messages`` says otherwise. Redis has no codes beyond the message's first

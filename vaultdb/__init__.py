@@ -15,6 +15,7 @@ Importing vaultdb starts no thread and makes no network call.
 from __future__ import annotations
 
 from ._process import close_all, install_sigterm_handler
+from ._session import LoginSession
 from ._vault import RequestInfo, add_request_observer
 from .auth import (
     AppRoleAuth,
@@ -81,6 +82,7 @@ __all__ = [
     "LoginCreated",
     "LoginExpired",
     "LoginRenewed",
+    "LoginSession",
     "PermissionDeniedError",
     "ProviderClosedError",
     "ProviderState",

@@ -91,3 +91,11 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def environ() -> Mapping[str, str]:
     return os.environ
+
+
+#: The variables that carry a login secret by value (not a path, not a choice of method):
+#: ``vaultdb exec`` removes exactly these from the environment of the command it runs. A login
+#: method that reads another secret from the environment adds it here.
+LOGIN_SECRET_VARIABLES: tuple[str, ...] = (
+    "VAULT_TOKEN", "BAO_TOKEN", "VAULTDB_ROLE_ID", "VAULTDB_SECRET_ID",
+    "VAULTDB_SECRET_ID_WRAPPED")

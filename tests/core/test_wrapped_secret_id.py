@@ -127,5 +127,21 @@ def test_a_provider_from_the_environment_gets_credentials(
     assert database_users_of_role(vaultdb_stack, vaultdb_role_name) == set()
 
 
+def test_vaultdb_exec_never_hands_the_wrapping_token_to_its_command() -> None:
+    from datetime import datetime, timezone
+
+    from vaultdb.cli._exec import ExecOptions, child_environment
+    from vaultdb.credentials import Credentials
+    from vaultdb.settings import LOGIN_SECRET_VARIABLES
+
+    assert "VAULTDB_SECRET_ID_WRAPPED" in LOGIN_SECRET_VARIABLES
+    creds = Credentials("v-user", "pw", None, 0, datetime.now(timezone.utc), 1)
+    env = child_environment({"VAULTDB_SECRET_ID_WRAPPED": "s.wrapping",
+                             "VAULTDB_SECRET_ID_WRAPPED_PATH": "/run/wrapped"}, creds,
+                            ExecOptions())
+    assert env == {"VAULTDB_SECRET_ID_WRAPPED_PATH": "/run/wrapped", "PGUSER": "v-user",
+                   "PGPASSWORD": "pw"}
+
+
 def test_reprs_hide_the_wrapping_token() -> None:
     assert "s3cr3t" not in repr(AppRoleAuth(role_id="r", wrapped_secret_id="s3cr3t"))

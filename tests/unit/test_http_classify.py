@@ -118,3 +118,11 @@ def test_redirect_hosts_and_unix_addresses_from_the_environment(
     settings = VaultSettings.resolve("unix:///run/bao/proxy.sock")
     assert settings.redirect_hosts == {"vault-0.vault:8200", "vault-1.vault"}
     assert settings.addr == "unix:///run/bao/proxy.sock"
+
+
+def test_a_leaderless_cluster_is_retryable_and_says_so() -> None:
+    exc = HTTPStatusError(500, ("local node not active but active cluster node not found",))
+    error = classify(exc, operation="renew the database lease", method="PUT",
+                     path="sys/leases/renew")
+    assert isinstance(error, errors.VaultUnavailableError) and error.retryable
+    assert "no active node" in str(error)

@@ -1,4 +1,4 @@
-"""Real OpenBao + PostgreSQL (+ Kubernetes TokenReview stand-in, + Redis) stack for tests.
+"""Real OpenBao + PostgreSQL stack for tests (+ Kubernetes TokenReview stand-in, MariaDB, Redis).
 
 ``from vaultdb.testing import VaultDBStack`` gives a fully configured, disposable
 environment; see :class:`VaultDBStack`. Importing this package is cheap: the submodules (and
@@ -22,6 +22,13 @@ if TYPE_CHECKING:
         wait_for,
     )
     from ._kubernetes import KubernetesStandIn
+    from ._mysql import (
+        MYSQL_POLICY,
+        MariaDBServer,
+        MySQLTarget,
+        default_mysql_creation_statements,
+        default_mysql_revocation_statements,
+    )
     from ._openbao import OpenBaoServer
     from ._postgres import ConnInfo, PostgresServer
     from ._redis import RedisServer, VaultRedis
@@ -36,11 +43,14 @@ if TYPE_CHECKING:
 __all__ = [
     "APP_POLICY",
     "APP_POLICY_HCL",
+    "MYSQL_POLICY",
     "BaoProxy",
     "CertificateAuthority",
     "ConnInfo",
     "FaultProxy",
     "KubernetesStandIn",
+    "MariaDBServer",
+    "MySQLTarget",
     "OpenBaoServer",
     "PostgresServer",
     "RedisServer",
@@ -49,6 +59,8 @@ __all__ = [
     "assert_retired_users_gone",
     "database_users_of_role",
     "default_creation_statements",
+    "default_mysql_creation_statements",
+    "default_mysql_revocation_statements",
     "default_revocation_statements",
     "revoked_usernames",
     "wait_for",
@@ -66,6 +78,11 @@ _LOCATIONS = {
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",
     "KubernetesStandIn": "._kubernetes",
+    "MYSQL_POLICY": "._mysql",
+    "MariaDBServer": "._mysql",
+    "MySQLTarget": "._mysql",
+    "default_mysql_creation_statements": "._mysql",
+    "default_mysql_revocation_statements": "._mysql",
     "FaultProxy": "._faultproxy",
     "RedisServer": "._redis",
     "VaultRedis": "._redis",
