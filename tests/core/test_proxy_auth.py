@@ -93,3 +93,42 @@ def test_proxy_auth_against_vault_itself_says_what_to_check(
 
 def test_proxy_from_the_environment(tmp_path: Path) -> None:
     assert isinstance(auth_from_env({"VAULTDB_AUTH_METHOD": "proxy"}), ProxyAuth)
+
+
+def _proxy_accessors(stack: VaultDBStack, role_name: str) -> list[str]:
+    root = stack.root_client()
+    found = []
+    for accessor in root.list("auth/token/accessors")["data"]["keys"]:
+        data = root.write_data("auth/token/lookup-accessor", data={"accessor": accessor})["data"]
+        if (data.get("meta") or {}).get("role_name") == role_name:
+            found.append(accessor)
+    return found
+
+
+def test_the_proxy_token_revoked_behind_its_back_means_fresh_credentials(
+        vaultdb_stack: VaultDBStack, tmp_path: Path, vaultdb_role_name: str,
+        vaultdb_provider_factory: Callable[..., CredentialProvider]) -> None:
+    """Leases die with the proxy's token; the proxy logs in again, and vaultdb (whose login
+    holds no token and no accessor) finds the lease gone and fetches fresh credentials."""
+    role_id, secret_id = vaultdb_stack.create_approle("proxy-short", token_ttl=6)
+    proxy = BaoProxy(tmp_path / "proxy", vaultdb_stack.vault_addr, role_id=role_id,
+                     secret_id=secret_id)
+    proxy.start()
+    try:
+        seen: list[ev.LeaseEvent] = []
+        provider = vaultdb_provider_factory(auth=ProxyAuth(), vault_addr=proxy.addr,
+                                            default_ttl=6, max_ttl=60)
+        provider.subscribe(seen.append)
+        first = provider.credentials()
+        for accessor in _proxy_accessors(vaultdb_stack, "proxy-short"):
+            vaultdb_stack.root_client().write_data("auth/token/revoke-accessor",
+                                                   data={"accessor": accessor})
+        wait_for(lambda: first.username not in vaultdb_stack.dynamic_db_roles(), timeout=10)
+        fresh = wait_for(lambda: next((e.credentials for e in seen
+                                       if isinstance(e, ev.LeaseRotated)), None), timeout=40)
+        assert fresh.username != first.username
+        assert _connect(vaultdb_stack, provider) == provider.credentials().username
+        provider.close()
+        assert database_users_of_role(vaultdb_stack, vaultdb_role_name) == set()
+    finally:
+        proxy.stop()
