@@ -7,13 +7,13 @@ TBSCertificate -> Validity); anything unexpected returns ``None`` and Vault deci
 
 from __future__ import annotations
 
-import base64
 import re
+import ssl
 from datetime import datetime, timezone
 
 __all__ = ["certificate_validity"]
 
-_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
 def _element(der: bytes, at: int) -> tuple[int, int, int]:
@@ -43,7 +43,7 @@ def certificate_validity(pem: bytes) -> tuple[datetime, datetime] | None:
     if found is None:
         return None
     try:
-        der = base64.b64decode(b"".join(found.group(1).split()))
+        der = ssl.PEM_cert_to_DER_cert(found.group(0).decode("ascii"))
         _, cert, _ = _element(der, 0)
         _, tbs, _ = _element(der, cert)
         at = tbs
