@@ -132,3 +132,18 @@ def test_the_proxy_token_revoked_behind_its_back_means_fresh_credentials(
         assert database_users_of_role(vaultdb_stack, vaultdb_role_name) == set()
     finally:
         proxy.stop()
+
+
+def test_vaultdb_check_through_the_proxy_socket(
+        bao_proxy: BaoProxy, vaultdb_stack: VaultDBStack, vaultdb_role_name: str) -> None:
+    import subprocess
+    import sys
+
+    vaultdb_stack.create_database_role(vaultdb_role_name, default_ttl=30, max_ttl=60)
+    env = vaultdb_stack.env(VAULT_ADDR=bao_proxy.unix_addr, BAO_ADDR=bao_proxy.unix_addr,
+                            VAULTDB_AUTH_METHOD="proxy", VAULTDB_ROLE=vaultdb_role_name)
+    done = subprocess.run([sys.executable, "-m", "vaultdb.cli", "check"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no token: the Vault Proxy/Agent at VAULT_ADDR adds its own" in done.stdout
+    assert database_users_of_role(vaultdb_stack, vaultdb_role_name) == set()
