@@ -422,7 +422,7 @@ class CertAuth(AuthBase):
             _read_secret_file(self.key_path, "client key", "key_path / VAULTDB_CLIENT_KEY_PATH")
         problem = None
         try:
-            ssl.create_default_context().load_cert_chain(self.cert_path, self.key_path)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(self.cert_path, self.key_path)
         except ssl.SSLError as exc:
             problem = exc.reason or type(exc).__name__
         except OSError as exc:
