@@ -261,10 +261,13 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
     if isinstance(exc, errors.VaultDBError):
         return exc
     if isinstance(exc, RedirectRefusedError):
-        return errors.ConfigurationError(
+        # Retryable: a standby answers 307 to the old leader during an election (seen with
+        # OpenBao 2.7.2), and the request was not processed. If it lasts, the message says
+        # what to configure.
+        return errors.VaultUnavailableError(
             f"Vault redirected elsewhere while trying to {operation} ({exc.detail}).",
-            hint="VAULT_ADDR (point it at the address that answers), or list the redirect's "
-            "host in VAULTDB_REDIRECT_HOSTS", **ctx)
+            hint="VAULT_ADDR (point it at a node or Service that forwards requests), or list "
+            "the redirect's host in VAULTDB_REDIRECT_HOSTS", request_sent=False, **ctx)
     if isinstance(exc, TransportError):
         if exc.kind == "tls":
             return errors.TLSConfigurationError(
