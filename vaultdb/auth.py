@@ -315,7 +315,8 @@ class AppRoleAuth:
                 self._unwrapped.add(digest)
             raise failure
         self._unwrapped.add(digest)
-        return vault.login(path, {"role_id": self.role_id, "secret_id": secret_id})
+        role_id = _clean(self.role_id, "AppRole role id", "VAULTDB_ROLE_ID (role_id)")
+        return vault.login(path, {"role_id": role_id, "secret_id": secret_id})
 
     def _wrapped_setting(self) -> str:
         if self.wrapped_secret_id_path:
@@ -338,7 +339,9 @@ class AppRoleAuth:
                     f"The wrapped secret id from {source} is JSON without wrap_info.token.",
                     hint="write the wrapping token itself, or the CLI's -format=json "
                     "answer") from None
-        return Secret(raw), source
+        # It travels in the X-Vault-Token header: same checks as a token.
+        return Secret(_clean(raw, "wrapped AppRole secret id", f"{source} "
+                             "(wrapped_secret_id)", header=True)), source
 
 
 @dataclass(frozen=True)
