@@ -24,8 +24,6 @@ __all__ = ["Counters", "Revocations"]
 
 logger = logging.getLogger("vaultdb.lease")
 
-#: Attempts of one drained lease's revocation during life before it is left to its TTL.
-MAX_REVOKE_ATTEMPTS = 5
 #: Attempts of a revocation at exit: as many as the budget allows.
 EXIT_ATTEMPTS = 1000
 
@@ -64,10 +62,12 @@ class Revocations:
             try:
                 self._revoke(held, deadline)
             except errors.VaultDBError as exc:
+                # Keep trying (an outage, an election) until the lease would have expired
+                # anyway, and at close; only an error that needs a human gives up early.
                 held.revoke_attempts += 1
-                if held.revoke_attempts < MAX_REVOKE_ATTEMPTS and exc.retryable:
-                    held.revoke_at = self.clock.monotonic() + self.retry.delay(
-                        held.revoke_attempts)
+                retry_at = self.clock.monotonic() + self.retry.delay(held.revoke_attempts)
+                if exc.retryable and retry_at < held.expires:
+                    held.revoke_at = retry_at
                     continue
                 logger.warning("could not revoke lease %s (%s); it expires at its TTL",
                                held.lease_id, exc)
