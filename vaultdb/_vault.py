@@ -480,7 +480,7 @@ class VaultCaller:
                 if _request_observers:
                     _observe(RequestInfo(method, path, self.clock.monotonic() - started,
                                          outcome, status if error else 200, role, generation))
-            raise error
+            raise error.with_traceback(None)  # not the frames that built the request
 
         if self.clock.monotonic() >= end:
             raise errors.VaultUnavailableError(
@@ -520,7 +520,9 @@ class VaultClient(VaultCaller):
         else:
             self.token = result.token
             return result
-        raise error
+        # Raised afresh, without the frames that read the secret (an auth method's file or
+        # value check) and that error trackers would record with their locals.
+        raise error.with_traceback(None)
 
     def login_error(self, exc: errors.VaultDBError, auth: AuthMethod) -> errors.VaultDBError:
         """Login failures other than outages are authentication errors, whatever the status."""

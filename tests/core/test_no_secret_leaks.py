@@ -82,3 +82,21 @@ def test_no_secret_in_frame_locals_or_chains_of_a_failed_fetch(vaultdb_stack,
     assert "vaultdb/_engine.py" in captured  # the engine's frames are there, locals and all
     assert token not in captured and secret_id not in captured
     assert error.__cause__ is None
+
+
+def test_a_malformed_secret_stays_out_of_the_frames_of_its_error(vaultdb_stack) -> None:
+    """A token with a stray space is refused before sending; the error's frames (what error
+    trackers record, locals included) never hold it."""
+    import traceback
+
+    from vaultdb import ConfigurationError, CredentialProvider
+
+    with CredentialProvider("r", auth=TokenAuth(token="hvs.SECRET PART"), handle_sigterm=False,
+                            vault_addr=vaultdb_stack.vault_addr, fetch_timeout=2) as provider:
+        with pytest.raises(ConfigurationError) as info:
+            provider.credentials()
+    error = info.value
+    assert error.__traceback__ is not None
+    captured = "".join(traceback.TracebackException(
+        type(error), error, error.__traceback__.tb_next, capture_locals=True).format())
+    assert "SECRET" not in captured and "vaultdb/_engine.py" in captured
