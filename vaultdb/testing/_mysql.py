@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._ports import free_port, port_is_open
-from ._procs import Watchdog, stop_process_group, tail
+from ._procs import ServerProcess, Watchdog, tail
 
 if TYPE_CHECKING:
     import pymysql
@@ -110,8 +110,11 @@ def default_mysql_revocation_statements() -> list[str]:
     ]
 
 
-class MariaDBServer:
+class MariaDBServer(ServerProcess):
     """One ``mariadbd`` on 127.0.0.1 with database ``app`` and an admin account for Vault."""
+
+    NAME = "MariaDB"  # stop() keeps the data
+    STOP_GRACE = 20.0
 
     def __init__(self, workdir: str | os.PathLike[str], *, watchdog: Watchdog | None = None,
                  database: str = "app") -> None:
@@ -196,17 +199,6 @@ class MariaDBServer:
             time.sleep(0.05)
         logger.info("MariaDB ready at %s:%d", self.host, self.port)
 
-    def _forget(self) -> None:
-        if self._proc is not None and self._watchdog is not None:
-            self._watchdog.unwatch(self._proc.pid)
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, SIGKILL after 20 s). Idempotent; keeps the data."""
-        if self._proc is None:
-            return
-        stop_process_group(self._proc, grace=20.0, name="MariaDB")
-        self._forget()
-        self._proc = None
 
     def cleanup(self) -> None:
         """Stop and remove the socket directory."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._ports import free_port
-from ._procs import Watchdog, stop_process_group, tail
+from ._procs import ServerProcess, Watchdog, stop_process_group, tail
 
 if TYPE_CHECKING:
     import hvac
@@ -78,12 +78,14 @@ def find_bao_binary() -> str:
     )
 
 
-class OpenBaoServer:
+class OpenBaoServer(ServerProcess):
     """One ``bao server -dev`` process on 127.0.0.1.
 
     The port and root token stay fixed for the object's life, so :meth:`restart` simulates an
     in-place server replacement: clients keep their address but lose all state.
     """
+
+    NAME = "OpenBao"
 
     def __init__(
         self,
@@ -125,14 +127,6 @@ class OpenBaoServer:
     def root_token(self) -> str:
         """The dev root token. Deliberately absent from ``repr``."""
         return self._root_token
-
-    @property
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def client(self, token: str | None = None, *, timeout: float = 10) -> hvac.Client:
         """An hvac client for this server (root token unless *token* is given)."""
@@ -228,17 +222,9 @@ class OpenBaoServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _forget(self) -> None:
-        if self._proc is not None and self._watchdog is not None:
-            self._watchdog.unwatch(self._proc.pid)
-
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s). Idempotent."""
-        if self._proc is None:
-            return
-        stop_process_group(self._proc, grace=5.0, name="OpenBao")
-        self._forget()
-        self._proc = None
+        super().stop()
         self._paused = False
 
     def restart(self) -> None:

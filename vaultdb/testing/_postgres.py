@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._ports import free_port
-from ._procs import Watchdog, stop_process_group, tail
+from ._procs import ServerProcess, Watchdog, stop_process_group, tail
 
 if TYPE_CHECKING:
     import psycopg
@@ -298,7 +298,7 @@ class ConnInfo:
 # --------------------------------------------------------------------------- server
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """A PostgreSQL cluster in *workdir*, listening on 127.0.0.1 only."""
 
     host = "127.0.0.1"
@@ -339,14 +339,6 @@ class PostgresServer:
         return _world_readable_copy(pg_bin)
 
     # ---------------------------------------------------------------- properties
-
-    @property
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     @property
     def superuser_password(self) -> str:
@@ -567,10 +559,6 @@ class PostgresServer:
             **self._superuser_kwargs(self.database), autocommit=True, connect_timeout=5
         ) as conn:
             conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(owner))
-
-    def _forget(self) -> None:
-        if self._proc is not None and self._watchdog is not None:
-            self._watchdog.unwatch(self._proc.pid)
 
     def stop(self) -> None:
         """Fast shutdown (what ``pg_ctl stop -m fast`` sends), escalating to immediate/KILL.

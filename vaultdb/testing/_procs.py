@@ -145,3 +145,33 @@ def tail(path: Path, lines: int = 40) -> str:
     except OSError as exc:
         return f"<cannot read {path}: {exc}>"
     return "\n".join(text.splitlines()[-lines:])
+
+
+class ServerProcess:
+    """What every server the test kit starts has in common: its process, whether it runs,
+    and a stop that never hangs (``STOP_SIGNAL``, then SIGKILL after ``STOP_GRACE``)."""
+
+    NAME = "server"
+    STOP_GRACE = 5.0
+    _proc: subprocess.Popen[bytes] | None = None
+    _watchdog: Watchdog | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _forget(self) -> None:
+        if self._proc is not None and self._watchdog is not None:
+            self._watchdog.unwatch(self._proc.pid)
+
+    def stop(self) -> None:
+        """Stop the server; idempotent."""
+        if self._proc is None:
+            return
+        stop_process_group(self._proc, grace=self.STOP_GRACE, name=self.NAME)
+        self._forget()
+        self._proc = None

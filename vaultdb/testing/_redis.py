@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._ports import free_port
-from ._procs import Watchdog, stop_process_group, tail
+from ._procs import ServerProcess, Watchdog, tail
 
 if TYPE_CHECKING:
     import redis
@@ -56,8 +56,10 @@ def find_redis_server() -> str | None:
     return None
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """``redis-server`` in *workdir*, on 127.0.0.1 only, no persistence, ACLs on."""
+
+    NAME = "Redis"  # SIGTERM: Redis exits at once without persistence
 
     host = "127.0.0.1"
     admin_user = "vaultdb-admin"
@@ -79,14 +81,6 @@ class RedisServer:
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
         return f"RedisServer(host={self.host!r}, port={self.port}, {state})"
-
-    @property
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     @property
     def admin_password(self) -> str:
@@ -173,17 +167,6 @@ class RedisServer:
                     counts[client["user"]] = counts.get(client["user"], 0) + 1
             return counts
 
-    def _forget(self) -> None:
-        if self._proc is not None and self._watchdog is not None:
-            self._watchdog.unwatch(self._proc.pid)
-
-    def stop(self) -> None:
-        """SIGTERM (Redis exits at once without persistence), then SIGKILL. Idempotent."""
-        if self._proc is None:
-            return
-        stop_process_group(self._proc, grace=5.0, name="Redis")
-        self._forget()
-        self._proc = None
 
 
 class VaultRedis:
