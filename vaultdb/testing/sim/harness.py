@@ -167,7 +167,7 @@ class _Run:
                                             int(max(60.0, life.lease_ttl)))} if life.static
             else {},
             auth={"jwt": AuthMount("jwt", token), "approle": AuthMount("approle", token)},
-            faults=plan)
+            faults=plan, index_header=life.seed % 2 == 1)  # half the lives: a Raft cluster
         self.vault = SimVault(self.clock, random.Random(life.seed * 13 + 5), config)
         self.ledger = self.vault.ledger
         self.tracing = trace
