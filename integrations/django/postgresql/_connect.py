@@ -9,7 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["set_role"]
+__all__ = ["connect_with_credentials", "set_role"]
+
+
+def connect_with_credentials(*args: Any, **kwargs: Any) -> Any:
+    """Moved to ``vaultdb.integrations.django._backend`` (shared by every ENGINE); kept here
+    for code that imports it from this module (``../shared/repro/r11_django_storm.py``)."""
+    backend = importlib.import_module("vaultdb.integrations.django._backend")
+    return backend.connect_with_credentials(*args, **kwargs)
 
 
 def set_role(connection: Any, role: str) -> None:
