@@ -10,10 +10,12 @@ The ``VAULT`` dict holds provider options; what it leaves out comes from the env
         "set_role": "app_owner",                           # SET ROLE on each new connection
     }
 
-Aliases whose ``VAULT`` dicts are equal (``set_role`` and ``prefetch`` aside) share one
-provider, so a database reached through two aliases holds one lease per process. The registry is
-per process: after ``os.fork`` the core makes each provider drop what the parent held.
-No Vault call happens here; providers fetch on first use.
+Providers come from the core registry (:mod:`vaultdb._registry`), the one the SQLAlchemy URL
+plugin uses too: aliases (and engines) whose settings resolve to the same role, Vault and login
+share one provider, so a database reached through two aliases holds one lease per process.
+This module only translates ``VAULT`` and remembers each alias' answer, because
+:func:`get_provider` runs for every new connection. No Vault call happens here; providers
+fetch on first use.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vaultdb import AppRoleAuth, CredentialProvider, JWTAuth, KubernetesAuth, TokenAuth
+from vaultdb._registry import shared_provider
 from vaultdb.auth import DEFAULT_SA_TOKEN_PATH, AuthMethod
 from vaultdb.errors import ConfigurationError
 from vaultdb.provider import ProviderState
@@ -114,11 +117,11 @@ def provider_options(vault: Mapping[str, Any], env: Mapping[str, str] | None = N
 
 
 def build_provider(vault: Mapping[str, Any]) -> CredentialProvider:
-    """A new provider for ``vault`` (not registered; no network, no thread)."""
+    """A new provider for ``vault`` (not shared; no network, no thread)."""
     return CredentialProvider.from_env(**provider_options(vault))
 
 
-def _key(vault: Mapping[str, Any]) -> str:
+def _cache_key(vault: Mapping[str, Any]) -> str:
     return json.dumps({k: v for k, v in vault.items() if k not in _NOT_IDENTITY},
                       sort_keys=True, default=repr)
 
@@ -130,14 +133,12 @@ def get_provider(settings_dict: Mapping[str, Any]) -> CredentialProvider:
     serving after :func:`vaultdb.close_all` (a test, an embedded server) gets fresh credentials.
     """
     vault = vault_settings(settings_dict)
-    key = _key(vault)
+    key = _cache_key(vault)
     provider = _providers.get(key)
     if provider is not None and provider.state is not ProviderState.CLOSED:
         return provider
     with _lock:
-        provider = _providers.get(key)
-        if provider is None or provider.state is ProviderState.CLOSED:
-            provider = _providers[key] = build_provider(vault)
+        provider = _providers[key] = shared_provider(**provider_options(vault))
         return provider
 
 

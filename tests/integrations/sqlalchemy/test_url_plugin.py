@@ -1,0 +1,148 @@
+"""A URL alone: ``?plugin=vaultdb`` and the ``<backend>+vaultdb_<driver>`` dialects, real stack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from vaultdb.integrations.sqlalchemy_plugin import provider_for
+
+from vaultdb.errors import ConfigurationError
+from vaultdb.testing import VaultDBStack, revoked_usernames, wait_for
+
+SYNC_DRIVERS = ["postgresql+psycopg", "postgresql+psycopg2", "postgresql"]
+ASYNC_DRIVERS = ["postgresql+asyncpg", "postgresql+psycopg"]
+
+
+def _session_user(engine: sqlalchemy.Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SELECT session_user")).scalar_one())
+
+
+@pytest.mark.parametrize("driver", SYNC_DRIVERS)
+def test_sync_engine_from_a_plugin_url(plugin_role: str, pg_url: Callable[[str], str],
+                                       driver: str) -> None:
+    engine = sqlalchemy.create_engine(f"{pg_url(driver)}?plugin=vaultdb&vaultdb_role={plugin_role}")
+    try:
+        assert _session_user(engine).startswith("v-")
+        # The URL the engine keeps names vaultdb, so a copy built from it still logs in.
+        assert "+vaultdb_" in engine.url.drivername and "plugin" not in engine.url.query
+        assert engine.dialect.driver == sqlalchemy.make_url(pg_url(driver)).get_dialect().driver
+        clone = sqlalchemy.create_engine(engine.url)
+        try:
+            assert _session_user(clone).startswith("v-")
+            assert provider_for(clone) is provider_for(engine)
+        finally:
+            clone.dispose()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("driver", ASYNC_DRIVERS)
+def test_async_engine_from_a_plugin_url(plugin_role: str, pg_url: Callable[[str], str],
+                                        driver: str) -> None:
+    async def main() -> tuple[str, str]:
+        engine = create_async_engine(
+            f"{pg_url(driver)}?plugin=vaultdb&vaultdb_role={plugin_role}")
+        clone = create_async_engine(engine.url)
+        try:
+            async with engine.connect() as conn:
+                user = (await conn.execute(text("SELECT session_user"))).scalar_one()
+            async with clone.connect() as conn:
+                again = (await conn.execute(text("SELECT session_user"))).scalar_one()
+            return user, again
+        finally:
+            await engine.dispose()
+            await clone.dispose()
+
+    user, again = asyncio.run(main())
+    assert user.startswith("v-") and user == again  # one shared provider
+
+
+def test_the_dialect_name_alone_works_and_engines_share_one_provider(
+        plugin_role: str, pg_url: Callable[[str], str]) -> None:
+    url = f"{pg_url('postgresql+vaultdb_psycopg')}?vaultdb_role={plugin_role}"
+    first, second = sqlalchemy.create_engine(url), sqlalchemy.create_engine(url)
+    try:
+        assert provider_for(first) is provider_for(second)
+        assert _session_user(first) == _session_user(second)
+        first.dispose()  # disposing one engine leaves the other working
+        assert _session_user(second).startswith("v-")
+        assert _session_user(first).startswith("v-")  # and the disposed one reconnects
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_settings_from_the_url_win_over_the_environment(
+        plugin_role: str, pg_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAULTDB_ROLE", "no-such-role")
+    engine = sqlalchemy.create_engine(
+        f"{pg_url('postgresql+psycopg')}?plugin=vaultdb&vaultdb_role={plugin_role}"
+        "&vaultdb_set_role=app_owner&application_name=recipe")
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT current_user, current_setting('application_name')"))
+            assert tuple(row.one()) == ("app_owner", "recipe")  # other parameters reach libpq
+        assert provider_for(engine).role == plugin_role
+    finally:
+        engine.dispose()
+
+
+def test_the_password_is_never_in_the_url_its_repr_or_an_error(
+        plugin_role: str, pg_url: Callable[[str], str]) -> None:
+    engine = sqlalchemy.create_engine(
+        f"{pg_url('postgresql+psycopg')}?plugin=vaultdb&vaultdb_role={plugin_role}")
+    try:
+        _session_user(engine)
+        password = provider_for(engine).credentials().password
+        shown = [str(engine.url), repr(engine.url), repr(engine),
+                 engine.url.render_as_string(hide_password=False)]
+        bad = sqlalchemy.create_engine(engine.url.set(database="no_such_database"))
+        with pytest.raises(sqlalchemy.exc.OperationalError) as caught:
+            _session_user(bad)
+        bad.dispose()
+        shown += [str(caught.value), repr(caught.value), str(caught.value.orig)]
+        assert all(password not in text_ for text_ in shown)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("query", "named"), [
+    ("vaultdb_request_timeout=abc", "URL parameter vaultdb_request_timeout"),
+    ("vaultdb_request_timeout=0", "URL parameter vaultdb_request_timeout"),
+    ("vaultdb_rol=x", "Unknown URL parameter vaultdb_rol"),
+    ("vaultdb_token=s3cr3t", "would put a secret in the URL"),
+    ("", "VAULTDB_ROLE"),
+])
+def test_bad_settings_name_the_parameter_to_fix(
+        plugin_role: str, pg_url: Callable[[str], str], query: str, named: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        sqlalchemy.create_engine(f"{pg_url('postgresql+psycopg')}?plugin=vaultdb&{query}")
+    assert named in str(caught.value) + str(caught.value.hint)
+    assert "s3cr3t" not in str(caught.value) + str(caught.value.hint)
+
+
+@pytest.mark.slow
+def test_a_plugin_engine_serves_across_rotations(
+        vaultdb_stack: VaultDBStack, plugin_role: str, pg_url: Callable[[str], str]) -> None:
+    engine = sqlalchemy.create_engine(
+        f"{pg_url('postgresql+psycopg')}?plugin=vaultdb&vaultdb_role={plugin_role}",
+        pool_size=2)
+    provider = provider_for(engine)
+    revoked = revoked_usernames(provider)
+    users: set[str] = set()
+    try:
+        def served_two_rotations() -> bool:
+            users.add(_session_user(engine))
+            return len(revoked) >= 2
+
+        wait_for(served_two_rotations, timeout=40)
+        assert len(users) >= 3
+        assert not set(vaultdb_stack.session_users()) & revoked
+    finally:
+        engine.dispose()
