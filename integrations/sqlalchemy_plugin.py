@@ -23,9 +23,9 @@ The URL never carries a password: ``do_connect`` hands it to the driver.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from vaultdb import settings
@@ -76,9 +76,20 @@ def _real_url(url: URL) -> URL:
         [key for key in url.query if key.startswith(settings.URL_PREFIX)])
 
 
-@functools.cache
+_wrapped: dict[type[Dialect], type[Dialect]] = {}
+_wrapped_lock = threading.Lock()
+
+
 def _wrap(real: type[Dialect]) -> type[Dialect]:
-    """``real`` with the ``vaultdb_*`` query parameters kept away from its driver."""
+    """``real`` with the ``vaultdb_*`` query parameters kept away from its driver (cached)."""
+    with _wrapped_lock:
+        wrapped = _wrapped.get(real)
+        if wrapped is None:
+            wrapped = _wrapped[real] = _subclass(real)
+        return wrapped
+
+
+def _subclass(real: type[Dialect]) -> type[Dialect]:
 
     def create_connect_args(self: Dialect, url: URL) -> Any:
         return real.create_connect_args(self, _real_url(url))

@@ -323,7 +323,8 @@ def url_params() -> dict[str, Setting]:
     return dict(_BY_PARAM)
 
 
-def env_from_params(params: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+def env_from_params(params: Mapping[str, str | tuple[str, ...]], env: Mapping[str, str]
+                    ) -> dict[str, str]:
     """``env`` with the ``vaultdb_*`` URL query parameters of ``params`` laid over it.
 
     Every value is checked here, so a bad one is reported under its URL parameter name.
@@ -343,6 +344,9 @@ def env_from_params(params: Mapping[str, str], env: Mapping[str, str]) -> dict[s
                     "with vaultdb_vault_token_path / vaultdb_secret_id_path")
             raise ConfigurationError(f"Unknown URL parameter {key}.",
                                      hint="one of " + ", ".join(sorted(_BY_PARAM)))
+        if not isinstance(value, str):
+            raise ConfigurationError(f"URL parameter {key} is given more than once.",
+                                     hint=f"keep one {key}=...")
         parse(setting, value, label=f"URL parameter {key}")
         merged[setting.name] = value
         for alias in setting.aliases:  # the URL wins over BAO_* spellings too
