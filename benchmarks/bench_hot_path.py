@@ -7,8 +7,8 @@ PostgreSQL on 127.0.0.1), then measures, in the same run and on the same server:
   the raw ``engine.pool.connect()`` underneath it, and ``pool.connection()`` of psycopg-pool;
 * new connection: ``with engine.connect(): pass`` on a NullPool engine (a full PostgreSQL
   login with SCRAM each time, which is what ``do_connect`` adds its work to);
-* the same two for an engine made from a URL alone (``?plugin=vaultdb``), side by side with
-  ``create_engine(url, provider=...)``;
+* the same two for an engine made from a URL alone (``?plugin=vaultdb``), measured against
+  ``create_engine(url, provider=...)`` (the "plain" column of those rows);
 * asyncpg: ``pool.acquire()``/release on a warm pool and a new connection
   (``connect()``/``close()``), vaultdb's against asyncpg's own with a static password.
 
@@ -192,11 +192,11 @@ def main() -> None:
                     pool_checkout(vault), n=checkouts, rounds=rounds),
             compare("psycopg-pool checkout (connection)", psycopg_checkout(plain_pool),
                     psycopg_checkout(vault_pool), n=checkouts // 4, rounds=rounds),
-            compare("SQLAlchemy URL plugin checkout", connect_close(plain),
+            compare("URL plugin / provider= checkout", connect_close(vault),
                     connect_close(plugin), n=checkouts, rounds=rounds),
             compare("SQLAlchemy new connection (NullPool)", connect_close(plain_new),
                     connect_close(vault_new), n=connects, rounds=rounds),
-            compare("SQLAlchemy URL plugin new connection", connect_close(plain_new),
+            compare("URL plugin / provider= new connection", connect_close(vault_new),
                     connect_close(plugin_new), n=connects, rounds=rounds),
             *asyncpg_rows(stack, provider, password, checkouts=checkouts // 4,
                           connects=connects, rounds=rounds),

@@ -146,3 +146,27 @@ def test_a_plugin_engine_serves_across_rotations(
         assert not set(vaultdb_stack.session_users()) & revoked
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(("url", "driver"), [
+    ("mysql+pymysql://db.invalid:3306/app", "pymysql"),
+    ("mariadb+pymysql://db.invalid:3306/app", "pymysql"),
+])
+def test_mysql_urls_take_the_same_path(url: str, driver: str,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """No server needed: the dialect hand-over and the connect arguments (MySQL logins are
+    exercised with a real server by the MySQL integration's own tests)."""
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:1")
+    monkeypatch.setenv("VAULT_TOKEN", "unused")
+    monkeypatch.setenv("VAULTDB_HANDLE_SIGTERM", "false")
+    engine = sqlalchemy.create_engine(f"{url}?plugin=vaultdb&vaultdb_role=app-rw&charset=utf8mb4")
+    try:
+        assert engine.url.drivername.endswith(f"+vaultdb_{driver}")
+        assert engine.dialect.driver == driver
+        _, cparams = engine.dialect.create_connect_args(engine.url)
+        assert cparams.get("charset") == "utf8mb4"
+        assert not any(key.startswith("vaultdb_") for key in cparams)
+        assert provider_for(engine).role == "app-rw"
+    finally:
+        engine.dispose()
+        provider_for(engine).close()
