@@ -170,3 +170,35 @@ def test_mysql_urls_take_the_same_path(url: str, driver: str,
     finally:
         engine.dispose()
         provider_for(engine).close()
+
+
+def test_after_fork_the_child_logs_in_as_its_own_user(
+        plugin_role: str, pg_url: Callable[[str], str]) -> None:
+    import os
+
+    engine = sqlalchemy.create_engine(
+        f"{pg_url('postgresql+psycopg')}?plugin=vaultdb&vaultdb_role={plugin_role}")
+    try:
+        parent_user = _session_user(engine)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: SQLAlchemy's documented recipe, then a new engine from the URL
+            code = 1
+            try:
+                engine.dispose(close=False)
+                users = {_session_user(engine),
+                         _session_user(sqlalchemy.create_engine(engine.url))}
+                os.write(write, ",".join(sorted(users)).encode())
+                provider_for(engine).close()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            child_users = pipe.read().split(",")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(child_users) == 1 and child_users[0] != parent_user  # one lease per process
+        assert _session_user(engine) == parent_user  # the parent's lease is untouched
+    finally:
+        engine.dispose()
