@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -77,14 +78,29 @@ def _read_secret_file(path: str | os.PathLike[str], what: str, setting: str) -> 
 
 
 def jwt_expiry(token: str) -> float | None:
-    """The ``exp`` claim of a JWT (unverified; Vault verifies), or ``None`` if absent."""
+    """The ``exp`` claim of a JWT (unverified; Vault verifies), or ``None`` if absent.
+
+    An ``exp`` that is not a finite number (a string, NaN, a list) is a
+    :class:`ConfigurationError`: a token nobody can tell the expiry of is not one to send.
+    """
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        exp = claims.get("exp")
-        return float(exp) if exp is not None else None
-    except (IndexError, ValueError, AttributeError):
+    except (IndexError, ValueError):
         return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if exp is None:
+        return None
+    try:
+        number = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) \
+            else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigurationError(
+            f"The JWT's exp claim is not a number of seconds (a {type(exp).__name__}).",
+            hint="the token file: its exp claim must be a NumericDate (RFC 7519)")
+    return number
 
 
 def _check_jwt(token: str, source: str, setting: str) -> str:
