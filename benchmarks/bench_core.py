@@ -77,15 +77,15 @@ def measure_hot_path(provider: Any) -> dict[str, float]:
 
 def measure_vault_load(stack: Any, provider_cls: Any, auth: Any, role: str,
                        seconds: float) -> dict[str, float]:
-    from vaultdb._vault import add_request_observer
+    from vaultdb import add_request_observer
 
     ttl = 3
     provider = provider_cls(role, auth=auth, vault_addr=stack.vault_addr, drain_seconds=0.5,
                             handle_sigterm=False)
     calls: Counter[str] = Counter()
 
-    def counting(method: str, path: str, seconds: float, outcome: str) -> None:
-        calls["creds" if "/creds/" in path else path] += 1
+    def counting(info: Any) -> None:
+        calls["creds" if "/creds/" in info.path else info.path] += 1
 
     stop_counting = add_request_observer(counting)
     provider.credentials()

@@ -113,7 +113,7 @@ VAULTDB_APP = _RSS + textwrap.dedent("""
 FLEET_CHILD = textwrap.dedent("""
     import json, os, sys, threading, time
     from vaultdb import CredentialProvider, KubernetesAuth, LeaseError, LeaseRenewed
-    from vaultdb._vault import add_request_observer
+    from vaultdb import add_request_observer
     n = int(sys.argv[1]); wait_renewals = float(sys.argv[2])
     auth = KubernetesAuth(role=os.environ["AUTH_ROLE"], token_path=os.environ["SA_TOKEN"])
     providers = [CredentialProvider(os.environ["ROLE"], auth=auth, handle_sigterm=False,
@@ -121,9 +121,9 @@ FLEET_CHILD = textwrap.dedent("""
                  for _ in range(n)]
     requests = []   # (path, seconds, outcome)
     lock = threading.Lock()
-    def observe(method, path, seconds, outcome):
+    def observe(info):
         with lock:
-            requests.append((path, seconds, outcome))
+            requests.append((info.path, info.seconds, info.outcome))
     add_request_observer(observe)
     obtained, granted, renewed = [None] * n, [None] * n, [None] * n
     errors, lease_errors = [], []

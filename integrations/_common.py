@@ -1,4 +1,5 @@
-"""Helpers shared by the SQLAlchemy and psycopg adapters: no framework import, no Vault call.
+"""Helpers shared by the adapters (SQLAlchemy, psycopg, Redis): no framework import, no Vault
+call.
 
 * :class:`MissingExtraError`: what an adapter raises at import when its optional dependency is
   missing, naming the extra to install.
@@ -27,12 +28,21 @@ GENERATION_KEY = "_vaultdb_generation"
 #: password; also what PostgreSQL answers for a dropped role under password authentication)
 #: and invalid_authorization_specification (role does not exist, role may not log in).
 AUTH_SQLSTATES = frozenset({"28P01", "28000"})
-#: MySQL/MariaDB: ER_ACCESS_DENIED_ERROR (1045) and ER_DBACCESS_DENIED_ERROR (1044).
-AUTH_MYSQL_CODES = frozenset({1044, 1045})
+#: MySQL/MariaDB login refusals that new credentials can cure (PyMySQL, mysqlclient, aiomysql
+#: and asyncmy put the code in ``args[0]``): ER_DBACCESS_DENIED_ERROR (1044),
+#: ER_ACCESS_DENIED_ERROR (1045: wrong password, or the user was dropped),
+#: ER_ACCESS_DENIED_NO_PASSWORD_ERROR (1698), ER_MUST_CHANGE_PASSWORD_LOGIN (1862: expired
+#: password), MySQL's ER_ACCOUNT_HAS_BEEN_LOCKED (3118) and MariaDB's (4151).
+#: 1044, 1045 and 4151 are checked against a real MariaDB in tests/integrations/mysql.
+AUTH_MYSQL_CODES = frozenset({1044, 1045, 1698, 1862, 3118, 4151})
 #: libpq reports connection failures as text only (psycopg 3 and psycopg2 set no SQLSTATE on
 #: them), so these server messages are matched too. PostgreSQL sends them in English unless
-#: the server's ``lc_messages`` says otherwise.
-AUTH_MESSAGES = ("password authentication failed", "is not permitted to log in")
+#: the server's ``lc_messages`` says otherwise. Redis has no codes beyond the message's first
+#: word, which redis-py turns into the exception class and removes from the text.
+AUTH_MESSAGES = ("password authentication failed", "is not permitted to log in",
+                 # Redis/Valkey ``WRONGPASS`` (redis-py strips the code): a deleted ACL user or
+                 # a wrong password; and redis-py's own words for an AUTH not answered OK.
+                 "invalid username-password pair", "Invalid Username or Password")
 
 
 class MissingExtraError(ImportError):

@@ -11,11 +11,13 @@ generation, health and the provider's own counters: no lock, no Vault call). Err
 expiries come from :meth:`~vaultdb.CredentialProvider.subscribe`; Vault request latency from
 the request observer in :mod:`vaultdb._vault`, which sees every Vault call made in the process.
 
-Gauges per ``role``: ``vaultdb_lease_seconds_left`` (until the credentials' deadline, the
+Every per-provider metric has the labels ``mount`` (the secrets engine mount: tells databases
+apart when role names repeat, e.g. ``database`` for PostgreSQL and ``mysql`` for MySQL) and
+``role``. Gauges: ``vaultdb_lease_seconds_left`` (until the credentials' deadline, the
 earlier of lease and token end), ``vaultdb_token_seconds_left``, ``vaultdb_generation``,
-``vaultdb_healthy``. Counters per ``role``: ``vaultdb_logins_total``, ``_renewals_total``,
+``vaultdb_healthy``. Counters: ``vaultdb_logins_total``, ``_renewals_total``,
 ``_rotations_total``, ``_revocations_total``, ``_expirations_total``, and
-``vaultdb_errors_total{role,kind}`` by error class. Histogram:
+``vaultdb_errors_total{mount,role,kind}`` by error class. Histogram:
 ``vaultdb_vault_request_duration_seconds{method,path,outcome}``.
 
 No label or sample ever holds a username, password, token or lease id.
@@ -29,8 +31,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from vaultdb import RequestInfo, add_request_observer
 from vaultdb import events as ev
-from vaultdb._vault import add_request_observer
 from vaultdb.provider import CredentialProvider
 
 from ._common import MissingExtraError
@@ -55,6 +57,7 @@ class _Watched:
     """One instrumented provider: a weak reference and what its events told us."""
 
     provider: weakref.ref[CredentialProvider]
+    mount: str
     role: str
     unsubscribe: Callable[[], None]
     errors: dict[str, int] = field(default_factory=dict)
@@ -78,8 +81,8 @@ class VaultDBCollector(Collector):
 
     # -- feeding --------------------------------------------------------------------------
 
-    def _observe(self, method: str, path: str, seconds: float, outcome: str) -> None:
-        self.latency.labels(method, path, outcome).observe(seconds)
+    def _observe(self, info: RequestInfo) -> None:
+        self.latency.labels(info.method, info.path, info.outcome).observe(info.seconds)
 
     def watch(self, provider: CredentialProvider) -> Callable[[], None]:
         key = id(provider)
@@ -100,7 +103,8 @@ class VaultDBCollector(Collector):
 
         unsubscribe = provider.subscribe(on_event, ev.LeaseError, ev.LeaseExpired)
         with self._lock:
-            self._watched[key] = _Watched(weakref.ref(provider), provider.role, unsubscribe)
+            self._watched[key] = _Watched(weakref.ref(provider), provider.mount, provider.role,
+                                          unsubscribe)
         logger.debug("prometheus metrics enabled for vaultdb role %r", provider.role)
         return lambda: self.unwatch(provider)
 
@@ -137,7 +141,7 @@ class VaultDBCollector(Collector):
             except Exception:  # a scrape must never fail because of one provider
                 logger.exception("vaultdb status for role %r failed during a scrape", entry.role)
                 continue
-            role = [status.role]
+            role = [entry.mount, status.role]
             if status.lease_seconds_left is not None:
                 f.lease_left.add_metric(role, max(0.0, status.lease_seconds_left))
             if status.token_seconds_left is not None:
@@ -151,7 +155,7 @@ class VaultDBCollector(Collector):
             f.revocations.add_metric(role, status.revocations)
             f.expirations.add_metric(role, expired)
             for kind, count in sorted(error_counts.items()):
-                f.errors.add_metric([status.role, kind], count)
+                f.errors.add_metric([entry.mount, status.role, kind], count)
         yield from f.all()
         yield from self.latency.collect()
 
@@ -160,7 +164,7 @@ class _Families:
     """The metric families of one scrape (fresh each time, as custom collectors do)."""
 
     def __init__(self, n: str) -> None:
-        role = ["role"]
+        role = ["mount", "role"]
         self.lease_left = GaugeMetricFamily(
             f"{n}_lease_seconds_left", "Seconds until the current credentials' deadline "
             "(the earlier of lease and token expiry).", labels=role)
@@ -183,7 +187,7 @@ class _Families:
             labels=role)
         self.errors = CounterMetricFamily(
             f"{n}_errors", "Failed Vault operations by vaultdb error class.",
-            labels=["role", "kind"])
+            labels=["mount", "role", "kind"])
 
     def all(self) -> list[Metric]:
         return [self.lease_left, self.token_left, self.generation, self.healthy, self.logins,
@@ -200,7 +204,8 @@ def instrument(provider: CredentialProvider, *, registry: CollectorRegistry | No
     """Export metrics for ``provider`` in ``registry`` (default: prometheus_client's global one).
 
     Idempotent per provider and registry. Several providers share one collector per registry,
-    told apart by the ``role`` label. Returns a function that stops reporting on ``provider``.
+    told apart by the ``mount`` and ``role`` labels. Returns a function that stops reporting
+    on ``provider``.
     """
     target: CollectorRegistry = REGISTRY if registry is None else registry
     with _collectors_lock:

@@ -15,12 +15,14 @@ Importing vaultdb starts no thread and makes no network call.
 from __future__ import annotations
 
 from ._process import close_all, install_sigterm_handler
+from ._vault import RequestInfo, add_request_observer
 from .auth import AppRoleAuth, AuthMethod, JWTAuth, KubernetesAuth, TokenAuth
 from .credentials import Credentials
 from .errors import (
     AuthenticationError,
     ConfigurationError,
     CredentialsExpiredError,
+    InvalidResponseError,
     LeaseError,
     LeaseNotFoundError,
     PermissionDeniedError,
@@ -53,6 +55,7 @@ __all__ = [
     "CredentialProvider",
     "Credentials",
     "CredentialsExpiredError",
+    "InvalidResponseError",
     "JWTAuth",
     "KubernetesAuth",
     "LeaseCreated",
@@ -70,12 +73,14 @@ __all__ = [
     "ProviderClosedError",
     "ProviderState",
     "ProviderStatus",
+    "RequestInfo",
     "SecretPathError",
     "TLSConfigurationError",
     "TokenAuth",
     "VaultDBError",
     "VaultUnavailableError",
     "__version__",
+    "add_request_observer",
     "close_all",
     "install_sigterm_handler",
 ]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 import time as _time
+from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "EventLike", "LockLike", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "EventLike", "LockLike", "SystemClock", "ThreadLike"]
 
 
 class LockLike(Protocol):
@@ -34,6 +35,16 @@ class EventLike(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
 
 
+class ThreadLike(Protocol):
+    """A started background thread."""
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def is_current(self) -> bool: ...
+
+
 class Clock(Protocol):
     """Monotonic time for deadlines, wall time for display, and blocking waits."""
 
@@ -46,6 +57,13 @@ class Clock(Protocol):
     def lock(self) -> LockLike: ...
 
     def event(self) -> EventLike: ...
+
+    def start_thread(self, name: str, target: Callable[[], None]) -> ThreadLike: ...
+
+
+class _Thread(threading.Thread):
+    def is_current(self) -> bool:
+        return self is threading.current_thread()
 
 
 class SystemClock:
@@ -60,6 +78,12 @@ class SystemClock:
 
     def event(self) -> EventLike:
         return threading.Event()
+
+    def start_thread(self, name: str, target: Callable[[], None]) -> ThreadLike:
+        """A daemon thread: Python joins non-daemon threads *before* ``atexit`` runs."""
+        thread = _Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def __repr__(self) -> str:
         return "SystemClock()"

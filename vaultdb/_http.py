@@ -1,16 +1,23 @@
 """Vault's HTTP API over the standard library (``http.client``), for :mod:`vaultdb._vault`.
 
-Why not hvac/requests here: importing requests costs more start-up time than the login and
-the credentials read together (measured in ``docs/benchmarks-agent.md``), and vaultdb needs
-six endpoints. hvac stays the full-API client for setup and tests (:mod:`vaultdb.testing`).
+Why not hvac/requests/urllib3 here: importing requests costs more start-up time than the
+login and the credentials read together (``docs/benchmarks-agent.md``), and urllib3 alone adds
+~22 ms and ~3.5 MiB while handling one of the transport's five hard cases by itself
+(``benchmarks/bench_transport.py``, ``docs/measurements.md``). vaultdb needs six endpoints.
+hvac stays the full-API client for setup and tests (:mod:`vaultdb.testing`).
 
 What this module guarantees, so :func:`vaultdb._vault.classify` can decide about retries:
 
 * every failure is a :class:`HTTPStatusError` (Vault answered) or a :class:`TransportError`
-  whose ``sent`` says whether the request may have reached Vault;
-* every socket operation, and the DNS lookup, is bounded by ``timeout``;
-* nothing secret (token header, request body, response body) is put in an exception: only
-  the status and Vault's own ``errors`` strings.
+  whose ``sent`` says whether the request may have reached Vault; a header value that cannot
+  be sent is a :class:`~vaultdb.errors.ConfigurationError` before anything is sent;
+* the whole request (DNS, connect, TLS, sending, every byte of the answer, redirects) ends by
+  its deadline, and an answer over :data:`~vaultdb._wire.MAX_RESPONSE_BYTES` is refused;
+* the token and the body go only to Vault's own scheme, host and port, or to hosts the user
+  allows (``redirect_hosts``): other redirects are a :class:`RedirectRefusedError`;
+* nothing secret (token header, request body, response body) is put in an exception, its
+  chain or the locals of the frames it passes through: only the status and Vault's own
+  ``errors`` strings.
 
 One connection per request: Vault calls are rare (a few per lease TTL), and a reused
 keep-alive connection that the server closed would turn a safe request into one that "may
@@ -19,35 +26,44 @@ have been sent", which a credentials read must not retry.
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
-import os
-import socket
+import re
 import ssl
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urljoin
 
 from ._clock import SYSTEM_CLOCK, Clock
+from ._wire import MAX_RESPONSE_BYTES, RawResponse, TransportError, WireExchange, reason
+from ._wire import proxy_for as _proxy_for  # noqa: F401  (tests use the old name)
+from ._wire import target_of as _target
+from .errors import ConfigurationError
 
-__all__ = ["Exchange", "HTTPStatusError", "RawResponse", "TransportError", "VaultHTTP",
-           "VaultResponse"]
+__all__ = ["Exchange", "HTTPStatusError", "RawResponse", "RedirectRefusedError",
+           "TransportError", "VaultHTTP", "VaultResponse"]
 
 #: 307/308 from a standby node keep method and body; follow a few, as the Vault CLI does.
 MAX_REDIRECTS = 3
 
 
-class TransportError(Exception):
-    """The request got no HTTP answer. ``kind`` is tls, unreachable, timeout or protocol."""
 
-    def __init__(self, kind: str, detail: str, *, sent: bool) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-        self.sent = sent
+#: Control characters and DEL (a tab is allowed in a header value).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+
+
+def _bad_value(value: str) -> bool:
+    """A control character, DEL or a character http.client cannot send (past Latin-1).
+
+    A newline would end the header early: the rest would become a header of its own.
+    """
+    return _CONTROL.search(value) is not None or (
+        not value.isascii() and max(value) > "\xff")
+
+
+def _bad_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is None
 
 
 class HTTPStatusError(Exception):
@@ -59,13 +75,11 @@ class HTTPStatusError(Exception):
         self.errors = errors
 
 
-@dataclass(frozen=True, eq=False)
-class RawResponse:
-    """One HTTP answer as it came off the wire. Header names are lower case."""
+class RedirectRefusedError(TransportError):
+    """Vault redirected to a host the token and request body may not go to."""
 
-    status: int
-    headers: Mapping[str, str]
-    body: bytes = field(repr=False)
+    def __init__(self, detail: str) -> None:
+        super().__init__("protocol", detail, sent=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,169 +95,112 @@ class Exchange(Protocol):
 
     ``deadline`` is a time on the transport's :class:`~vaultdb._clock.Clock`. Implementations
     raise :class:`TransportError` when there is no answer (its ``sent`` says whether the request
-    may have reached the server). The standard-library one talks to sockets; the lifetime
-    simulation plugs a simulated Vault in here, so everything above (headers, JSON, redirects,
-    error classification, retries) runs for real in simulation.
+    may have reached the server). The standard-library one (:class:`vaultdb._wire.WireExchange`)
+    talks to sockets; the lifetime simulation plugs a simulated Vault in here, so everything
+    above (headers, JSON, redirects, error classification, retries) runs for real in
+    simulation. A Unix-socket address arrives as ``http+unix://<quoted path>/v1/...``.
     """
 
     def __call__(self, method: str, url: str, headers: Mapping[str, str],
                  body: bytes | None, *, deadline: float) -> RawResponse: ...
 
 
-@dataclass(frozen=True)
-class _Target:
-    """Where to connect: Vault itself or a proxy."""
-
-    scheme: str
-    host: str
-    port: int
-    #: ``Proxy-Authorization`` value when a proxy URL carries ``user:password@``.
-    authorization: str | None = field(default=None, repr=False, compare=False)
+def _origin(url: str) -> tuple[str, str, int, str | None]:
+    found = _target(url)
+    return found.scheme, found.host.lower(), found.port, found.unix
 
 
-def _target(url: str) -> _Target:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    default = 443 if scheme == "https" else 80
-    authorization = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
-    return _Target(scheme, parts.hostname or "", parts.port or default, authorization)
-
-
-def _proxy_for(target: _Target) -> _Target | None:
-    """The proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, as requests honoured it.
-
-    ``http://user:password@proxy:3128`` authenticates with Basic auth, as requests does.
-
-    urllib.request (which parses these the standard way) is imported only when a proxy
-    variable is set, so the common case pays nothing for it.
-    """
-    if not any(k.lower() in {"http_proxy", "https_proxy", "all_proxy"} for k in os.environ):
-        return None
-    import urllib.request
-
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(target.scheme) or proxies.get("all")
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if not proxy or bypass(target.host, proxies):
-        return None
-    if "://" not in proxy:
-        proxy = f"http://{proxy}"
-    found = _target(proxy)
-    return found if found.host else None
-
-
-def _connect(address: tuple[str, int], timeout: float | None = None,
-             source_address: tuple[str, int] | None = None) -> socket.socket:
-    """``socket.create_connection``, with the name lookup bounded by ``timeout`` too.
-
-    ``getaddrinfo`` has no timeout of its own: with a dead DNS server it blocks for the
-    resolver's retries (often 10 to 30 s), past any request timeout and past a pod's grace
-    period during ``close()``. So a host name is looked up on a helper thread and given up on
-    after ``timeout`` (the thread ends when the resolver does). IP literals need no lookup.
-
-    An ASCII host name is passed as bytes: a ``str`` goes through the idna codec, whose first
-    use imports ``stringprep`` and ``unicodedata`` (over a millisecond of a cold start).
-    """
-    host, port = address
-    addresses = [host] if _is_ip_literal(host) else _resolve(host, port, timeout)
-    last_error: OSError | None = None
-    for ip in addresses:
-        literal: Any = ip.encode()  # bytes skip the idna codec; typeshed says str only
-        try:
-            return socket.create_connection((literal, port), timeout, source_address)
-        except OSError as exc:  # the next address may answer (IPv6 first, then IPv4)
-            last_error = exc
-    raise last_error or OSError(f"no address for {host!r}")
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
-    """The addresses of ``host`` in the resolver's order; gaierror after ``timeout``."""
-    name: Any = host.encode() if host.isascii() else host  # ASCII: no idna codec needed
-    outcome: list[Any] = []
-    done = threading.Event()
-
-    def lookup() -> None:
-        try:
-            outcome.append(socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM))
-        except Exception as exc:  # handed to the caller below
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=lookup, name="vaultdb-resolve", daemon=True).start()
-    if not done.wait(timeout):
-        waited = round(timeout or 0, 1)
-        raise socket.gaierror(socket.EAI_AGAIN, f"no answer from DNS within {waited:g}s")
-    if isinstance(outcome[0], Exception):
-        raise outcome[0]
-    addresses: list[str] = []
-    for _family, _type, _proto, _name, sockaddr in outcome[0]:
-        if sockaddr[0] not in addresses:
-            addresses.append(str(sockaddr[0]))
-    return addresses
-
-
-def _vault_errors(body: bytes) -> tuple[str, ...]:
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        return ()
-    found = data.get("errors") if isinstance(data, dict) else None
-    return tuple(str(e) for e in found) if isinstance(found, list) else ()
+def _check_headers(headers: Mapping[str, str]) -> None:
+    """Refuse what http.client would reject with the value in its message, or send broken."""
+    for name, value in headers.items():
+        if _bad_name(name):
+            raise ConfigurationError(f"{name!r} is not a valid HTTP header name; not sent.",
+                                     hint="the headers passed to the Vault request")
+        if _bad_value(value):
+            where = {"X-Vault-Token": "VAULT_TOKEN or the token file (a trailing newline, as "
+                                      "in a Secret made with --from-file)",
+                     "X-Vault-Namespace": "VAULT_NAMESPACE"}.get(name, f"where {name} comes from")
+            raise ConfigurationError(
+                f"The {name} header value holds a control character (a newline?) or a "
+                "character outside Latin-1; nothing was sent.", hint=where)
 
 
 class VaultHTTP:
-    """Sends one JSON request to Vault and returns the decoded answer."""
+    """Sends one JSON request to Vault and returns the decoded answer.
+
+    ``addr`` is ``https://host:port``, ``http://...`` or ``unix:///path/to/socket`` (as the
+    Vault CLI takes it, e.g. a local Vault Proxy's listener). ``redirect_hosts`` are the
+    ``host`` or ``host:port`` entries besides Vault's own address that a redirect may carry
+    the token and body to (``VAULTDB_REDIRECT_HOSTS``).
+    """
 
     def __init__(self, addr: str, *, timeout: float, verify: bool | str = True,
-                 client_cert: tuple[str, str] | None = None,
+                 client_cert: tuple[str, str | None] | None = None,
                  namespace: str | None = None, clock: Clock = SYSTEM_CLOCK,
-                 exchange: Exchange | None = None) -> None:
+                 exchange: Exchange | None = None,
+                 redirect_hosts: frozenset[str] = frozenset(),
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.addr = addr.rstrip("/")
+        if self.addr.startswith("unix://"):
+            self._base = "http+unix://" + quote(self.addr[len("unix://"):], safe="")
+        else:
+            self._base = self.addr
+        self._origin = _origin(self._base)
         self.timeout = timeout
         self.namespace = namespace
         self.clock = clock
+        self.redirect_hosts = frozenset(h.strip().lower().replace("[", "").replace("]", "")
+                                        for h in redirect_hosts if h.strip())
         self._verify = verify
         self._client_cert = client_cert
-        self._ssl: ssl.SSLContext | None = None
-        self._exchange: Exchange = exchange if exchange is not None else self._send
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._given_exchange = exchange
+        self._max_response_bytes = max_response_bytes
+        self._exchange: Exchange = exchange if exchange is not None else WireExchange(
+            lambda: self.clock.monotonic(), self._ssl_context, max_response_bytes)
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        """Built on first https use: VAULT_CACERT, VAULT_SKIP_VERIFY, client certificate."""
-        if self._ssl is None:
+    def with_client_cert(self, cert: str, key: str | None = None) -> VaultHTTP:
+        """A sibling presenting this client certificate (e.g. for a cert-auth login only).
+
+        Everything else (address, CA settings, namespace, clock, exchange, redirect hosts) is
+        shared; the certificate is loaded on the sibling's first https request.
+        """
+        return VaultHTTP(self.addr, timeout=self.timeout, verify=self._verify,
+                         client_cert=(cert, key), namespace=self.namespace, clock=self.clock,
+                         exchange=self._given_exchange, redirect_hosts=self.redirect_hosts,
+                         max_response_bytes=self._max_response_bytes)
+
+    def _ssl_context(self, for_vault: bool = True) -> ssl.SSLContext:
+        """Built on first use: VAULT_CACERT, VAULT_SKIP_VERIFY, client certificate (Vault only).
+
+        A proxy (``for_vault=False``) is verified with the same CA settings and gets no
+        client certificate.
+        """
+        if for_vault not in self._contexts:
             verify = self._verify
             bundle = verify if isinstance(verify, str) else None
+            import os
+
             try:  # a directory is a hashed CA directory (VAULT_CAPATH), a file a PEM bundle
                 context = ssl.create_default_context(
                     cafile=bundle if bundle and not os.path.isdir(bundle) else None,
                     capath=bundle if bundle and os.path.isdir(bundle) else None)
             except (OSError, ssl.SSLError) as exc:
                 raise TransportError(
-                    "tls", f"cannot load the CA certificates: {_reason(exc)}",
+                    "tls", f"cannot load the CA certificates: {reason(exc)}",
                     sent=False) from None
             if verify is False:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            if self._client_cert:
+            if self._client_cert and for_vault:
                 try:
                     context.load_cert_chain(*self._client_cert)
                 except (OSError, ssl.SSLError) as exc:
                     raise TransportError(
                         "tls", f"cannot load the client certificate: {type(exc).__name__}",
                         sent=False) from None
-            self._ssl = context
-        return self._ssl
+            self._contexts[for_vault] = context
+        return self._contexts[for_vault]
 
     def request(self, method: str, path: str, *, token: str | None = None,
                 body: dict[str, Any] | None = None,
@@ -255,105 +212,88 @@ class VaultHTTP:
         The whole request, redirects included, ends by ``deadline`` (a time on ``clock``) or
         ``timeout`` from now, whichever is earlier.
         """
-        limit = self.clock.monotonic() + self.timeout
-        deadline = limit if deadline is None else min(deadline, limit)
-        url = f"{self.addr}/v1/{path}"
-        if params:
-            url = f"{url}?{urlencode(params)}"
-        sent = {"X-Vault-Request": "true", "Accept": "application/json",
-                   "Connection": "close"}
-        if token:
-            sent["X-Vault-Token"] = token
-        if self.namespace:
-            sent["X-Vault-Namespace"] = self.namespace
-        payload = None
-        if headers:
-            sent.update(headers)
-        if body is not None:
-            payload = json.dumps(body).encode()
-            sent["Content-Type"] = "application/json"
-        for _ in range(MAX_REDIRECTS + 1):
-            if self.clock.monotonic() >= deadline:
-                raise TransportError("timeout", "no answer in time", sent=True)
-            raw = self._exchange(method, url, sent, payload, deadline=deadline)
-            status, answer = raw.status, raw.body
-            location = raw.headers.get("location")
-            if status in (307, 308) and location:
-                following = location if "://" in location else f"{self.addr}{location}"
-                if url.startswith("https://") and not following.startswith("https://"):
-                    raise TransportError("tls", "Vault redirected from https to plain http; "
-                                         "not followed (the token would travel in clear)",
-                                         sent=True)
-                url = following
-                continue
-            break
-        if status == 400 and b"HTTP request to an HTTPS server" in answer:
-            raise TransportError("tls", "the server speaks TLS: VAULT_ADDR must use https://",
-                                 sent=False)
-        if not 200 <= status < 300:
-            raise HTTPStatusError(status, _vault_errors(answer))
-        if status == 204 or not answer.strip():
-            return VaultResponse({}, raw.headers)
+        sent: dict[str, str] | None = None
+        payload: bytes | None = None
         try:
-            data = json.loads(answer)
-        except ValueError:  # a fresh error: JSONDecodeError keeps the whole body in .doc
-            raise ValueError("Vault's answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise ValueError("Vault's answer is not a JSON object")
-        return VaultResponse(data, raw.headers)
-
-    def _send(self, method: str, url: str, headers: Mapping[str, str],
-              body: bytes | None, *, deadline: float) -> RawResponse:
-        """The standard-library :class:`Exchange`: one connection per request."""
-        timeout = max(0.001, deadline - self.clock.monotonic())
-        target = _target(url)
-        proxy = _proxy_for(target)
-        hop = proxy or target
-        conn: http.client.HTTPConnection
-        if target.scheme == "https":
-            conn = http.client.HTTPSConnection(hop.host, hop.port, timeout=timeout,
-                                               context=self._ssl_context())
-            if proxy:
-                conn.set_tunnel(target.host, target.port, headers=(
-                    {"Proxy-Authorization": proxy.authorization} if proxy.authorization
-                    else None))
-            request_target = url[url.index("/", len("https://")):]
-        else:
-            conn = http.client.HTTPConnection(hop.host, hop.port, timeout=timeout)
-            request_target = url if proxy else url[url.index("/", len("http://")):]
-            if proxy and proxy.authorization:
-                headers = {**headers, "Proxy-Authorization": proxy.authorization}
-        headers = dict(headers)
-        # http.client's own hook for opening the socket (the same in 3.10 to 3.13).
-        conn._create_connection = _connect  # type: ignore[attr-defined]
-        try:
-            try:
-                conn.connect()
-            except ssl.SSLError as exc:
-                raise TransportError("tls", _reason(exc), sent=False) from None
-            except (TimeoutError, OSError) as exc:
-                raise TransportError("unreachable", _reason(exc), sent=False) from None
-            try:
-                conn.request(method, request_target, body=body, headers=headers)
-                response = conn.getresponse()
-                answer = response.read()
-                return RawResponse(response.status,
-                                   {k.lower(): v for k, v in response.getheaders()}, answer)
-            except TimeoutError:
-                raise TransportError("timeout", "no answer in time", sent=True) from None
-            except (http.client.HTTPException, OSError) as exc:
-                raise TransportError("protocol", _reason(exc), sent=True) from None
+            limit = self.clock.monotonic() + self.timeout
+            deadline = limit if deadline is None else min(deadline, limit)
+            url = f"{self._base}/v1/{path}"
+            if params:
+                url = f"{url}?{urlencode(params)}"
+            sent = {"X-Vault-Request": "true", "Accept": "application/json",
+                    "Connection": "close"}
+            if token:
+                sent["X-Vault-Token"] = token
+            if self.namespace:
+                sent["X-Vault-Namespace"] = self.namespace
+            if headers:
+                sent.update(headers)
+            if body is not None:
+                payload = json.dumps(body).encode()
+                sent["Content-Type"] = "application/json"
+            _check_headers(sent)
+            for _ in range(MAX_REDIRECTS + 1):
+                if self.clock.monotonic() >= deadline:
+                    raise TransportError("timeout", "no answer in time", sent=True)
+                raw = self._exchange(method, url, sent, payload, deadline=deadline)
+                location = raw.headers.get("location")
+                if raw.status in (307, 308) and location:
+                    url = self._redirect(url, location)
+                    continue
+                break
+            return _decode(raw)
+        except (TransportError, HTTPStatusError, ConfigurationError) as exc:
+            exc.__context__ = None  # whatever it came from held the request: not kept
+            raise
         finally:
-            conn.close()
+            # Error trackers capture the locals of every frame an exception passes through.
+            token = body = headers = sent = payload = None
+
+    def _redirect(self, current: str, location: str) -> str:
+        """Where a 307/308 leads, if the token and body may go there; else refused."""
+        if location.startswith("/") and not location.startswith("//"):  # the usual case
+            following = current[:current.index("/", current.index("://") + 3)] + location
+        else:  # absolute, or relative to the current path (urljoin: http and https only)
+            following = urljoin(current, location)
+        scheme, host, port, unix = _origin(following)
+        if current.startswith("https://") and scheme != "https":
+            raise TransportError("tls", "Vault redirected from https to plain http; "
+                                 "not followed (the token would travel in clear)", sent=True)
+        if (scheme, host, port, unix) == self._origin:
+            return following
+        if scheme in ("http", "https") and (
+                host in self.redirect_hosts or f"{host}:{port}" in self.redirect_hosts):
+            return following
+        where = f"{host}:{port}" if scheme in ("http", "https") else f"a {scheme} address"
+        raise RedirectRefusedError(
+            f"Vault redirected to {where}, not the host of VAULT_ADDR; not followed, so the "
+            "token and the request body were not sent there. If that is your cluster's "
+            "active node, add it to VAULTDB_REDIRECT_HOSTS (or point VAULT_ADDR at a node "
+            "that forwards requests)")
 
 
-def _reason(exc: BaseException) -> str:
-    """The exception's class and its OS/TLS reason: never a request or response body."""
-    if isinstance(exc, ssl.SSLError):
-        detail = getattr(exc, "verify_message", None) or exc.reason or ""
-        return f"{type(exc).__name__}: {detail}".rstrip(": ")
-    if isinstance(exc, socket.gaierror):
-        return f"name resolution failed ({exc.strerror})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{type(exc).__name__}: {exc.strerror}"
-    return type(exc).__name__
+def _decode(raw: RawResponse) -> VaultResponse:
+    status, answer = raw.status, raw.body
+    if status == 400 and b"HTTP request to an HTTPS server" in answer:
+        raise TransportError("tls", "the server speaks TLS: VAULT_ADDR must use https://",
+                             sent=False)
+    if not 200 <= status < 300:
+        raise HTTPStatusError(status, _vault_errors(answer))
+    if status == 204 or not answer.strip():
+        return VaultResponse({}, raw.headers)
+    try:
+        data = json.loads(answer)
+    except ValueError:  # a fresh error: JSONDecodeError keeps the whole body in .doc
+        raise ValueError("Vault's answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("Vault's answer is not a JSON object")
+    return VaultResponse(data, raw.headers)
+
+
+def _vault_errors(body: bytes) -> tuple[str, ...]:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return ()
+    found = data.get("errors") if isinstance(data, dict) else None
+    return tuple(str(e) for e in found) if isinstance(found, list) else ()

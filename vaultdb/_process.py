@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import weakref
 from types import FrameType
 from typing import Protocol
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 
 class _Closable(Protocol):
+    revoke_timeout: float
+
     def close(self, timeout: float | None = None) -> None: ...
 
     def _after_fork_in_child(self) -> None: ...
@@ -63,11 +66,18 @@ def close_all(timeout: float | None = None) -> None:
     """Close every provider of this process (revoking what it holds). Idempotent.
 
     This is what server hooks call: gunicorn ``worker_exit``/``on_exit``, ASGI lifespan
-    shutdown, Celery ``worker_process_shutdown``.
+    shutdown, Celery ``worker_process_shutdown``. All providers share one budget: ``timeout``,
+    or the largest ``revoke_timeout`` among them, so a pod's grace period is never overrun by
+    adding up one budget per provider.
     """
-    for provider in list(_providers):
+    providers = list(_providers)
+    if not providers:
+        return
+    budget = timeout if timeout is not None else max(p.revoke_timeout for p in providers)
+    end = time.monotonic() + max(0.0, budget)
+    for provider in providers:
         try:
-            provider.close(timeout=timeout)
+            provider.close(timeout=max(0.0, end - time.monotonic()))
         except Exception:
             logger.exception("vaultdb: closing a provider failed")
 

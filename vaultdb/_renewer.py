@@ -9,8 +9,9 @@ thread never dies of one. Daemon, because Python joins non-daemon threads *befor
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
+
+from ._clock import SYSTEM_CLOCK, Clock, ThreadLike
 
 __all__ = ["Renewer"]
 
@@ -23,18 +24,17 @@ ERROR_PAUSE = 1.0
 
 
 class Renewer:
-    def __init__(self, name: str, step: Callable[[], float]) -> None:
+    def __init__(self, name: str, step: Callable[[], float], clock: Clock = SYSTEM_CLOCK
+                 ) -> None:
+        self.name = name
         self._step = step
-        self._wake = threading.Event()
+        self._clock = clock
+        self._wake = clock.event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    @property
-    def name(self) -> str:
-        return self._thread.name
+        self._thread: ThreadLike | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread = self._clock.start_thread(self.name, self._run)
 
     def wake(self) -> None:
         """Run ``step`` again now (new credentials, a rotation requested, closing)."""
@@ -44,9 +44,12 @@ class Renewer:
         """Ask the thread to finish and wait up to ``timeout``; False if it did not."""
         self._stopping = True
         self._wake.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        thread = self._thread
+        if thread is None or thread.is_current():
+            return True
+        if thread.is_alive():
+            thread.join(timeout)
+        if thread.is_alive():
             logger.warning(
                 "vaultdb renewer thread %r did not stop within %.1fs; it is a daemon and will "
                 "not block exit (a Vault call may be hanging: check VAULTDB_REQUEST_TIMEOUT)",

@@ -2,13 +2,14 @@
 
 HTTP goes through :mod:`vaultdb._http` (the standard library). Every method turns its
 failures into :mod:`vaultdb.errors` with a hint that names what to check. Idempotent calls
-(login, renew, revoke, lookups) get a few quick retries with jittered exponential backoff
-(tenacity) when Vault is unreachable or answers 5xx/429. A ``database/creds`` read is retried
-only when the request surely never reached Vault (connection refused): after a timeout it may
-have created a lease, so the caller decides. Tenacity is imported on the first retry, never
-on a cold start that goes well.
+(login, renew, revoke, lookups) get a few quick retries (tenacity, with the values of
+:class:`vaultdb._retry.RetryPolicy`) when Vault is unreachable or answers 5xx/429/412, all
+within the caller's deadline. A ``database/creds`` read is retried only when the request surely
+never reached Vault (connection refused) or Vault said it did not process it (412, 429, 503):
+after a timeout it may have created a lease, so the caller decides.
 
-A client holds one token at a time; the provider serialises calls with a lock.
+Answers are checked: a TTL that is not a finite number of seconds in a sane range is an
+:class:`~vaultdb.errors.InvalidResponseError`, never a raw ``ValueError`` or an absurd deadline.
 """
 
 from __future__ import annotations
@@ -16,23 +17,24 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import tenacity
 
 from . import errors, settings
 from ._clock import SYSTEM_CLOCK, Clock
-from ._http import Exchange, HTTPStatusError, TransportError, VaultHTTP
+from ._http import Exchange, HTTPStatusError, RedirectRefusedError, TransportError, VaultHTTP
+from ._retry import RetryPolicy
+from ._secret import Secret
 from .auth import AuthMethod, TokenAuth
-
-if TYPE_CHECKING:
-    import tenacity
 
 __all__ = [
     "DynamicSecret",
     "Health",
     "LoginResult",
+    "RequestInfo",
     "StaticSecret",
     "TokenInfo",
     "VaultClient",
@@ -45,21 +47,38 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-RequestObserver = Callable[[str, str, float, str], None]
-"""``observer(method, path, seconds, outcome)``, called after every Vault HTTP attempt.
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a request observer is told about one Vault HTTP attempt. Never holds a secret.
 
-``outcome`` is ``"ok"`` or the name of the :mod:`vaultdb.errors` class the failure became.
-Paths never hold a secret (lease ids and tokens travel in bodies and headers)."""
+    New fields are added with defaults, so observers written today keep working.
+    """
+
+    method: str
+    #: The API path without ``/v1/``; lease ids and tokens travel in bodies and headers.
+    path: str
+    seconds: float
+    #: ``"ok"`` or the name of the :mod:`vaultdb.errors` class the failure became.
+    outcome: str
+    #: The HTTP status, or ``None`` when there was no answer (timeout, refused connection).
+    status: int | None = None
+    #: The database role the request served, when it served one.
+    role: str | None = None
+    #: The credential generation the request served (renewal, revocation), when known.
+    generation: int | None = None
+
+
+RequestObserver = Callable[[RequestInfo], None]
 
 _request_observers: list[RequestObserver] = []
 
 
 def add_request_observer(observer: RequestObserver) -> Callable[[], None]:
-    """Call ``observer`` after every Vault request made by any provider in this process.
+    """Call ``observer(info)`` after every Vault request made by any provider in this process.
 
-    Used by :mod:`vaultdb.integrations.prometheus` for request latency. Observers run on the
-    thread that made the request and must be quick; one that raises is logged and ignored.
-    Returns a function that removes the observer.
+    ``info`` is a :class:`RequestInfo`. Used by :mod:`vaultdb.integrations.prometheus` for
+    request latency and counts. Observers run on the thread that made the request and must be
+    quick; one that raises is logged and ignored. Returns a function that removes it.
     """
     _request_observers.append(observer)
 
@@ -70,10 +89,10 @@ def add_request_observer(observer: RequestObserver) -> Callable[[], None]:
     return remove
 
 
-def _observe(method: str, path: str, seconds: float, outcome: str) -> None:
+def _observe(info: RequestInfo) -> None:
     for observer in list(_request_observers):
         try:
-            observer(method, path, seconds, outcome)
+            observer(info)
         except Exception:
             logger.exception("Vault request observer %r raised; ignored", observer)
 
@@ -89,6 +108,8 @@ class VaultSettings:
     client_cert: tuple[str, str] | None = None
     #: Seconds for connecting and for each response; every call is bounded by it.
     timeout: float = 5.0
+    #: Hosts (``host`` or ``host:port``) a 307/308 from Vault may send the token and body to.
+    redirect_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def resolve(
@@ -110,10 +131,11 @@ class VaultSettings:
                 hint="pass vault_addr=... or set VAULT_ADDR (or BAO_ADDR), "
                 "e.g. https://vault.internal:8200",
             )
-        if not addr.startswith(("http://", "https://")):
+        if not addr.startswith(("http://", "https://", "unix://")):
             raise errors.ConfigurationError(
                 f"Vault address {addr!r} has no scheme.",
-                hint="VAULT_ADDR must start with https:// (or http:// for a dev server)",
+                hint="VAULT_ADDR must start with https:// (or http:// for a dev server, "
+                "unix:///path for a local Vault Proxy's socket)",
             )
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise errors.ConfigurationError(
@@ -125,6 +147,7 @@ class VaultSettings:
             verify=found["verify"] if verify is None else verify,
             client_cert=found["client_cert"],
             timeout=timeout or found["timeout"] or 5.0,
+            redirect_hosts=found["redirect_hosts"],
         )
 
 
@@ -132,7 +155,7 @@ class VaultSettings:
 class LoginResult:
     """A new (or handed-in) Vault token and what Vault said about it."""
 
-    token: str = field(repr=False)
+    token: Secret = field(repr=False)
     accessor: str
     ttl: float
     renewable: bool
@@ -213,6 +236,11 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
     ctx: dict[str, Any] = {"method": method, "path": path}
     if isinstance(exc, errors.VaultDBError):
         return exc
+    if isinstance(exc, RedirectRefusedError):
+        return errors.ConfigurationError(
+            f"Vault redirected elsewhere while trying to {operation} ({exc.detail}).",
+            hint="VAULT_ADDR (point it at the address that answers), or list the redirect's "
+            "host in VAULTDB_REDIRECT_HOSTS", **ctx)
     if isinstance(exc, TransportError):
         if exc.kind == "tls":
             return errors.TLSConfigurationError(
@@ -288,7 +316,11 @@ def _retry_safe(exc: BaseException) -> bool:
 
 
 def _retry_unsent_only(exc: BaseException) -> bool:
-    return isinstance(exc, errors.VaultUnavailableError) and not exc.request_sent
+    """A ``database/creds`` read is retried only when it surely never reached Vault, or Vault
+    said it did not process it (412: a standby not caught up; 429/503 are refused up front)."""
+    if not isinstance(exc, errors.VaultUnavailableError):
+        return False
+    return not exc.request_sent or exc.status in (412, 429, 503)
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:
@@ -297,220 +329,324 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
                    state.next_action.sleep if state.next_action else 0.0)
 
 
-class VaultClient:
-    """Typed Vault endpoints with classified errors and bounded retries; holds one token."""
+#: Longest lease or token TTL taken at face value (ten years); longer is an impossible answer.
+MAX_SANE_TTL = 10 * 365 * 24 * 3600.0
 
-    def __init__(self, settings: VaultSettings, *, attempts: int = 3,
-                 clock: Clock = SYSTEM_CLOCK, exchange: Exchange | None = None) -> None:
+
+def _seconds(value: Any, what: str) -> float:
+    """A TTL from Vault's answer, checked: a finite number of seconds in a sane range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Impossible(f"{what} is not a number")
+    seconds = float(value)
+    if not (0 <= seconds <= MAX_SANE_TTL):  # False for NaN too
+        raise _Impossible(f"{what} is out of range")
+    return seconds
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Impossible(f"{what} is missing or not a string")
+    return value
+
+
+class _Impossible(Exception):
+    """Raised while parsing an answer whose values no lease can have."""
+
+
+class VaultClient:
+    """Typed Vault endpoints with classified errors and bounded retries.
+
+    Read-after-write consistency on a cluster whose standbys serve reads: the ``X-Vault-Index``
+    of each answer is sent back with the next requests, so a node that has not yet seen this
+    client's login or lease answers 412 (retried in place) instead of 403 or "lease not
+    found". Nodes that send no index get none back.
+
+    Stateless about tokens: each call takes the token it runs with (a :class:`Secret`), so one
+    client can serve a login session shared by several providers. ``self.token`` is the default
+    for callers that hold one token (the preflight check, tests). Every call ends by its
+    ``deadline`` (a time on ``clock``; default: three request timeouts from now).
+    """
+
+    def __init__(self, settings: VaultSettings, *, attempts: int | None = None,
+                 clock: Clock = SYSTEM_CLOCK, exchange: Exchange | None = None,
+                 retry: RetryPolicy | None = None) -> None:
         self.settings = settings
-        self._attempts = attempts
+        self.clock = clock
+        self.retry = retry or RetryPolicy()
+        if attempts is not None:
+            self.retry = replace(self.retry, attempts=attempts)
         self._http = VaultHTTP(settings.addr, timeout=settings.timeout, verify=settings.verify,
                                client_cert=settings.client_cert, namespace=settings.namespace,
-                               clock=clock, exchange=exchange)
-        self.token: str | None = None
+                               clock=clock, exchange=exchange,
+                               redirect_hosts=settings.redirect_hosts)
+        self.token: Secret | None = None
+        #: Request headers every call carries (the consistency index).
+        self.headers: dict[str, str] = {}
+        self._stale_answers = 0
 
     def __repr__(self) -> str:
         return f"VaultClient(addr={self.settings.addr!r})"
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-                 params: dict[str, str] | None = None, token: str | None = None
-                 ) -> dict[str, Any]:
-        return self._http.request(method, path, token=token or self.token, body=body,
-                                  params=params).data
-
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T], *, operation: str, method: str, path: str,
-              retry_if: Callable[[BaseException], bool] = _retry_safe,
-              hint: str | None = None, budget: float | None = None) -> T:
-        """Run ``fn`` with error classification and bounded retries."""
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+                 params: dict[str, str] | None = None, token: Secret | None = None,
+                 deadline: float) -> dict[str, Any]:
+        secret = token or self.token
+        answer = self._http.request(method, path, token=secret.reveal() if secret else None,
+                                    body=body, params=params, deadline=deadline,
+                                    headers=self.headers or None)
+        index = answer.headers.get("x-vault-index")
+        if index:
+            self.headers["X-Vault-Index"] = index
+        self._stale_answers = 0
+        return answer.data
+
+    def forget_index(self) -> None:
+        self.headers.pop("X-Vault-Index", None)
+
+    def _saw_stale(self) -> None:
+        """A 412: the node has not caught up with the index we sent. Retried in place; a
+        second one in a row drops the index (a restarted dev server may never reach it)."""
+        self._stale_answers += 1
+        if self._stale_answers >= 2 and "X-Vault-Index" in self.headers:
+            logger.info("Vault answered 412 twice for the consistency index sent; going on "
+                        "without it")
+            self.forget_index()
+
+    def _deadline(self, deadline: float | None) -> float:
+        return self.clock.monotonic() + 3 * self.settings.timeout if deadline is None else deadline
+
+    def _call(self, fn: Callable[[float], T], *, operation: str, method: str, path: str,
+              deadline: float | None, retry_if: Callable[[BaseException], bool] = _retry_safe,
+              hint: str | None = None, attempts: int | None = None, role: str | None = None,
+              generation: int | None = None) -> T:
+        """Run ``fn(deadline)`` with error classification and retries within ``deadline``.
+
+        The classified error is raised here, outside the ``except`` block, with no chained
+        cause: the frames that built the request (token header, login body) are not in its
+        traceback, so error trackers that capture frame locals never see a secret.
+        """
+        end = self._deadline(deadline)
+
         def attempt() -> T:
-            started, outcome = time.perf_counter(), "ok"
+            started, outcome, status = self.clock.monotonic(), "ok", None
+            error: errors.VaultDBError | None = None
             try:
-                return fn()
+                return fn(end)
             except Exception as exc:  # classified below; nothing escapes unclassified
-                error = classify(exc, operation=operation, method=method, path=path,
-                                 hint=hint, addr=f"Vault at {self.settings.addr}")
-                outcome = type(error).__name__
-                raise error from exc
+                if isinstance(exc, _Impossible):
+                    error = errors.InvalidResponseError(
+                        f"Vault's answer while trying to {operation} makes no sense ({exc}).",
+                        hint="the database role's TTLs in Vault, and whatever sits between "
+                        "this process and Vault", method=method, path=path)
+                else:
+                    error = classify(exc, operation=operation, method=method, path=path,
+                                     hint=hint, addr=f"Vault at {self.settings.addr}")
+                outcome, status = type(error).__name__, error.status
+                if status == 412:
+                    self._saw_stale()
             finally:
                 if _request_observers:
-                    _observe(method, path, time.perf_counter() - started, outcome)
+                    _observe(RequestInfo(method, path, self.clock.monotonic() - started,
+                                         outcome, status if error else 200, role, generation))
+            raise error
 
-        budget = budget if budget is not None else 3 * self.settings.timeout
-        started = time.monotonic()
-        try:
-            return attempt()
-        except errors.VaultDBError as exc:
-            if self._attempts < 2 or not retry_if(exc):
-                raise
-            first_failure: BaseException | None = exc
-        # Only a first attempt that failed and may be retried pays for tenacity (its import
-        # costs more than a Vault round trip on a cold start). Tenacity replays that failure
-        # as its own attempt 1, so backoff, logging and limits are exactly as if it had run
-        # every attempt itself.
-        import tenacity
-
-        def replay_then_attempt() -> T:
-            nonlocal first_failure
-            if first_failure is not None:
-                failure, first_failure = first_failure, None
-                raise failure
-            return attempt()
-
-        elapsed = time.monotonic() - started
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self._attempts)
-            | tenacity.stop_after_delay(max(0.0, budget - elapsed)),
-            wait=tenacity.wait_random_exponential(multiplier=0.2, max=2.0),
-            retry=tenacity.retry_if_exception(retry_if),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        return retrying(replay_then_attempt)
+        if self.clock.monotonic() >= end:
+            raise errors.VaultUnavailableError(
+                f"No time left to {operation} (the caller's deadline passed).",
+                hint="VAULTDB_FETCH_TIMEOUT / VAULTDB_REVOKE_TIMEOUT", request_sent=False,
+                method=method, path=path)
+        retrying = self.retry.retrying(clock=self.clock, deadline=end, retry_if=retry_if,
+                                       before_sleep=_log_retry, attempts=attempts)
+        return retrying(attempt)
 
     # -- auth -------------------------------------------------------------------------------
 
-    def login(self, auth: AuthMethod) -> LoginResult:
-        """Log in with ``auth`` (re-reading its token file) and use the new token."""
+    def login(self, auth: AuthMethod, *, deadline: float | None = None) -> LoginResult:
+        """Log in with ``auth`` (re-reading its files) and make the new token the default."""
         if isinstance(auth, TokenAuth):
-            token = auth.read_token()
-            self.token = token
-
-            def lookup() -> LoginResult:
-                info = self._request("GET", "auth/token/lookup-self")["data"]
-                return LoginResult(token=token, accessor=info.get("accessor", ""),
-                                   ttl=float(info.get("ttl") or 0),
-                                   renewable=bool(info.get("renewable")), owned=False)
-
+            token = Secret(auth.read_token())
             try:
-                return self._call(lookup, operation="look up the Vault token", method="GET",
-                                  path="auth/token/lookup-self", hint=auth.login_hint())
+                info = self.lookup_self(token, deadline=deadline)
             except errors.PermissionDeniedError as exc:
-                raise self.login_error(exc, auth) from exc
-        payload = auth.login_payload()
+                raise self.login_error(exc, auth) from None
+            self.token = token
+            return LoginResult(token=token, accessor=info.accessor, ttl=info.ttl,
+                               renewable=info.renewable, owned=False)
         path = f"auth/{auth.mount}/login"
-        self.token = None
 
-        def login() -> LoginResult:
-            a = self._request("POST", path, payload)["auth"]
-            return LoginResult(token=a["client_token"], accessor=a.get("accessor", ""),
-                               ttl=float(a.get("lease_duration") or 0),
+        def login(end: float) -> LoginResult:
+            a = self._request("POST", path, auth.login_payload(), deadline=end)["auth"]
+            return LoginResult(token=Secret(_text(a.get("client_token"), "client_token")),
+                               accessor=str(a.get("accessor") or ""),
+                               ttl=_seconds(a.get("lease_duration", 0), "lease_duration"),
                                renewable=bool(a.get("renewable")), owned=True)
 
         try:
             result = self._call(login, operation=f"log in with {auth.describe()}",
-                                method="POST", path=path, hint=auth.login_hint())
+                                method="POST", path=path, hint=auth.login_hint(),
+                                deadline=deadline)
         except errors.VaultDBError as exc:
-            raise self.login_error(exc, auth) from exc
+            raise self.login_error(exc, auth) from None
         self.token = result.token
         return result
 
     def login_error(self, exc: errors.VaultDBError, auth: AuthMethod) -> errors.VaultDBError:
         """Login failures other than outages are authentication errors, whatever the status."""
         if isinstance(exc, (errors.VaultUnavailableError, errors.ConfigurationError,
-                            errors.AuthenticationError)) and not isinstance(
-                                exc, errors.SecretPathError):
+                            errors.AuthenticationError, errors.InvalidResponseError)
+                      ) and not isinstance(exc, errors.SecretPathError):
             return exc
         return errors.AuthenticationError(
             f"Vault refused the login with {auth.describe()}.", hint=auth.login_hint(),
             method=exc.method, path=exc.path, status=exc.status, vault_errors=exc.vault_errors)
 
-    def renew_self(self, increment: int) -> Renewal:
-        def renew() -> Renewal:
-            data = self._request("POST", "auth/token/renew-self", {"increment": increment})
-            return Renewal(ttl=float(data["auth"]["lease_duration"]),
-                           warnings=tuple(data.get("warnings") or ()))
-
-        return self._call(renew, operation="renew the login token", method="POST",
-                          path="auth/token/renew-self")
-
-    def revoke_token(self, token: str) -> None:
-        """Revoke a token this process created (it takes its leases with it)."""
-        self._call(lambda: self._request("POST", "auth/token/revoke-self", token=token),
-                   operation="revoke the login token",
-                   method="POST", path="auth/token/revoke-self",
-                   budget=self.settings.timeout)
-
-    # -- secrets ----------------------------------------------------------------------------
-
-    def read_dynamic(self, mount: str, role: str) -> DynamicSecret:
-        """Create new dynamic credentials. Never retried once the request may have been sent."""
-        path = f"{mount}/creds/{role}"
-        def read() -> DynamicSecret:
-            data = self._request("GET", path)
-            return DynamicSecret(
-                username=data["data"]["username"], password=data["data"]["password"],
-                lease_id=data["lease_id"], lease_duration=float(data["lease_duration"]),
-                renewable=bool(data.get("renewable")))
-
-        return self._call(
-            read, operation=f"read database credentials for role {role!r}", method="GET",
-            path=path, retry_if=_retry_unsent_only,
-            hint=f"that the database secrets engine is mounted at {mount!r}, role {role!r} "
-            f"exists, and the policy grants 'read' on {path}")
-
-    def read_static(self, mount: str, role: str) -> StaticSecret:
-        path = f"{mount}/static-creds/{role}"
-        def read() -> StaticSecret:
-            d = self._request("GET", path)["data"]
-            return StaticSecret(username=d["username"], password=d["password"],
-                                ttl=float(d.get("ttl") or 0))
-
-        return self._call(
-            read, operation=f"read static database credentials for role {role!r}",
-            method="GET", path=path,
-            hint=f"that static role {role!r} exists under the {mount!r} mount and the policy "
-            f"grants 'read' on {path}")
-
-    def renew_lease(self, lease_id: str, increment: int) -> Renewal:
-        def renew() -> Renewal:
-            data = self._request("PUT", "sys/leases/renew",
-                                 {"lease_id": lease_id, "increment": increment})
-            return Renewal(ttl=float(data["lease_duration"]),
-                           warnings=tuple(data.get("warnings") or ()))
-
-        return self._call(renew, operation="renew the database lease", method="PUT",
-                          path="sys/leases/renew",
-                          hint="the policy grants 'update' on sys/leases/renew")
-
-    def revoke_lease(self, lease_id: str, *, budget: float | None = None) -> None:
-        """Revoke synchronously, so the database user is gone when this returns."""
-        self._call(
-            lambda: self._request("PUT", "sys/leases/revoke",
-                                  {"lease_id": lease_id, "sync": True}),
-            operation="revoke the database lease", method="PUT", path="sys/leases/revoke",
-            hint="the policy grants 'update' on sys/leases/revoke", budget=budget)
-
-    def capabilities(self, paths: list[str]) -> dict[str, list[str]]:
-        """The current token's capabilities on ``paths`` (for preflight checks)."""
-        data = self._call(
-            lambda: self._request("POST", "sys/capabilities-self", {"paths": paths}),
-            operation="read token capabilities", method="POST", path="sys/capabilities-self")
-        body = data.get("data", data)
-        return {p: list(body.get(p, [])) for p in paths}
-
-    def health(self) -> Health:
-        """``sys/health`` (unauthenticated), answered with 200 whatever the node's state."""
-        params = {"standbyok": "true", "sealedcode": "200", "uninitcode": "200",
-                  "perfstandbyok": "true", "drsecondarycode": "200"}
-
-        def read() -> Health:
-            d = self._request("GET", "sys/health", params=params)
-            return Health(initialized=bool(d.get("initialized")), sealed=bool(d.get("sealed")),
-                          standby=bool(d.get("standby")), version=str(d.get("version") or "?"))
-
-        return self._call(read, operation="read Vault's health", method="GET", path="sys/health")
-
-    def lookup_self(self) -> TokenInfo:
-        """The current token's TTL, renewability and policies (default policy grants it)."""
-        def lookup() -> TokenInfo:
-            d = self._request("GET", "auth/token/lookup-self")["data"]
-            return TokenInfo(accessor=str(d.get("accessor") or ""), ttl=float(d.get("ttl") or 0),
+    def lookup_self(self, token: Secret | None = None, *, deadline: float | None = None
+                    ) -> TokenInfo:
+        """The token's TTL, renewability and policies (the default policy grants it)."""
+        def lookup(end: float) -> TokenInfo:
+            d = self._request("GET", "auth/token/lookup-self", token=token, deadline=end)["data"]
+            return TokenInfo(accessor=str(d.get("accessor") or ""),
+                             ttl=_seconds(d.get("ttl") or 0, "ttl"),
                              renewable=bool(d.get("renewable")),
                              policies=tuple(d.get("policies") or ()),
                              explicit_max_ttl=float(d.get("explicit_max_ttl") or 0),
                              period=float(d.get("period") or 0))
 
         return self._call(lookup, operation="look up the Vault token", method="GET",
-                          path="auth/token/lookup-self")
+                          path="auth/token/lookup-self", deadline=deadline)
+
+    def renew_self(self, increment: int, token: Secret | None = None, *,
+                   deadline: float | None = None) -> Renewal:
+        def renew(end: float) -> Renewal:
+            data = self._request("POST", "auth/token/renew-self", {"increment": increment},
+                                 token=token, deadline=end)
+            return Renewal(ttl=_seconds(data["auth"]["lease_duration"], "lease_duration"),
+                           warnings=_warnings(data))
+
+        return self._call(renew, operation="renew the login token", method="POST",
+                          path="auth/token/renew-self", deadline=deadline)
+
+    def revoke_token(self, token: Secret, *, deadline: float | None = None,
+                     attempts: int | None = None) -> None:
+        """Revoke a token this process created (it takes its leases with it)."""
+        self._call(lambda end: self._request("POST", "auth/token/revoke-self", token=token,
+                                             deadline=end),
+                   operation="revoke the login token", method="POST",
+                   path="auth/token/revoke-self", deadline=deadline, attempts=attempts)
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def read_dynamic(self, mount: str, role: str, token: Secret | None = None, *,
+                     deadline: float | None = None) -> DynamicSecret:
+        """Create new dynamic credentials. Never retried once the request may have been sent.
+
+        An answer with an impossible TTL revokes the lease it created (with the same token)
+        before raising :class:`~vaultdb.errors.InvalidResponseError`.
+        """
+        path = f"{mount}/creds/{role}"
+
+        def read(end: float) -> DynamicSecret:
+            data = self._request("GET", path, token=token, deadline=end)
+            lease_id = _text(data.get("lease_id"), "lease_id")
+            try:
+                body = data["data"]
+                return DynamicSecret(
+                    username=_text(body.get("username"), "username"),
+                    password=_text(body.get("password"), "password"),
+                    lease_id=lease_id,
+                    lease_duration=_seconds(data.get("lease_duration"), "lease_duration"),
+                    renewable=bool(data.get("renewable")))
+            except (_Impossible, KeyError, TypeError, AttributeError):
+                self._revoke_quietly(lease_id, token, end)
+                raise _Impossible("the credentials answer is malformed") from None
+
+        return self._call(
+            read, operation=f"read database credentials for role {role!r}", method="GET",
+            path=path, retry_if=_retry_unsent_only, deadline=deadline, role=role,
+            hint=f"that the database secrets engine is mounted at {mount!r}, role {role!r} "
+            f"exists, and the policy grants 'read' on {path}")
+
+    def _revoke_quietly(self, lease_id: str, token: Secret | None, deadline: float) -> None:
+        try:
+            self._request("PUT", "sys/leases/revoke", {"lease_id": lease_id, "sync": True},
+                          token=token, deadline=deadline)
+            logger.warning("revoked lease %s: Vault's answer creating it was unusable", lease_id)
+        except Exception as exc:  # best effort; the lease dies with its token or its TTL
+            logger.warning("could not revoke lease %s from an unusable answer (%s)", lease_id,
+                           type(exc).__name__)
+
+    def read_static(self, mount: str, role: str, token: Secret | None = None, *,
+                    deadline: float | None = None) -> StaticSecret:
+        path = f"{mount}/static-creds/{role}"
+
+        def read(end: float) -> StaticSecret:
+            d = self._request("GET", path, token=token, deadline=end)["data"]
+            return StaticSecret(username=_text(d.get("username"), "username"),
+                                password=_text(d.get("password"), "password"),
+                                ttl=_seconds(d.get("ttl") or 0, "ttl"))
+
+        return self._call(
+            read, operation=f"read static database credentials for role {role!r}",
+            method="GET", path=path, deadline=deadline, role=role,
+            hint=f"that static role {role!r} exists under the {mount!r} mount and the policy "
+            f"grants 'read' on {path}")
+
+    def renew_lease(self, lease_id: str, increment: int, token: Secret | None = None, *,
+                    deadline: float | None = None, role: str | None = None,
+                    generation: int | None = None) -> Renewal:
+        def renew(end: float) -> Renewal:
+            data = self._request("PUT", "sys/leases/renew",
+                                 {"lease_id": lease_id, "increment": increment}, token=token,
+                                 deadline=end)
+            return Renewal(ttl=_seconds(data.get("lease_duration"), "lease_duration"),
+                           warnings=_warnings(data))
+
+        return self._call(renew, operation="renew the database lease", method="PUT",
+                          path="sys/leases/renew", deadline=deadline, role=role,
+                          generation=generation,
+                          hint="the policy grants 'update' on sys/leases/renew")
+
+    def revoke_lease(self, lease_id: str, token: Secret | None = None, *,
+                     deadline: float | None = None, attempts: int | None = None,
+                     role: str | None = None, generation: int | None = None) -> None:
+        """Revoke synchronously, so the database user is gone when this returns."""
+        self._call(
+            lambda end: self._request("PUT", "sys/leases/revoke",
+                                      {"lease_id": lease_id, "sync": True}, token=token,
+                                      deadline=end),
+            operation="revoke the database lease", method="PUT", path="sys/leases/revoke",
+            hint="the policy grants 'update' on sys/leases/revoke", deadline=deadline,
+            attempts=attempts, role=role, generation=generation)
+
+    def capabilities(self, paths: list[str], token: Secret | None = None) -> dict[str, list[str]]:
+        """The token's capabilities on ``paths`` (for preflight checks)."""
+        data = self._call(
+            lambda end: self._request("POST", "sys/capabilities-self", {"paths": paths},
+                                      token=token, deadline=end),
+            operation="read token capabilities", method="POST", path="sys/capabilities-self",
+            deadline=None)
+        body = data.get("data", data)
+        return {p: list(body.get(p, [])) for p in paths}
+
+    def health(self, *, deadline: float | None = None) -> Health:
+        """``sys/health`` (unauthenticated), answered with 200 whatever the node's state."""
+        params = {"standbyok": "true", "sealedcode": "200", "uninitcode": "200",
+                  "perfstandbyok": "true", "drsecondarycode": "200"}
+
+        def read(end: float) -> Health:
+            d = self._request("GET", "sys/health", params=params, deadline=end)
+            return Health(initialized=bool(d.get("initialized")), sealed=bool(d.get("sealed")),
+                          standby=bool(d.get("standby")), version=str(d.get("version") or "?"))
+
+        return self._call(read, operation="read Vault's health", method="GET", path="sys/health",
+                          deadline=deadline)
+
+
+def _warnings(data: dict[str, Any]) -> tuple[str, ...]:
+    """Vault's ``warnings`` (a capped renewal says so there): logged, never dropped."""
+    found = tuple(str(w) for w in (data.get("warnings") or ()))
+    for warning in found:
+        logger.info("Vault warning: %s", warning)
+    return found

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from ._secret import Secret
+
 __all__ = ["Credentials", "LoginToken"]
 
 
@@ -44,15 +46,19 @@ class Credentials:
         """True while the credentials can still open new connections."""
         return self.seconds_left(now) > 0
 
-    def with_deadline(self, deadline: float, lease_duration: float | None = None) -> Credentials:
-        """A copy with a new deadline (after a renewal); same generation, same secret."""
-        now = time.monotonic()
+    def with_deadline(self, deadline: float, lease_duration: float | None = None, *,
+                      now: float | None = None, wall: float | None = None) -> Credentials:
+        """A copy with a new deadline (after a renewal); same generation, same secret.
+
+        ``now``/``wall`` are the monotonic and wall clocks' readings (the engine's clock).
+        """
+        now = time.monotonic() if now is None else now
         return Credentials(
             username=self.username,
             password=self.password,
             lease_id=self.lease_id,
             lease_duration=self.lease_duration if lease_duration is None else lease_duration,
-            expires_at=wall_clock(deadline, now),
+            expires_at=wall_clock(deadline, now, wall),
             generation=self.generation,
             renewable=self.renewable,
             static=self.static,
@@ -64,7 +70,7 @@ class Credentials:
 class LoginToken:
     """The Vault token this process logged in with, and its timing on the monotonic clock."""
 
-    token: str = field(repr=False)
+    token: Secret = field(repr=False)
     accessor: str
     ttl: float
     renewable: bool
@@ -78,6 +84,9 @@ class LoginToken:
     #: token is not renewable.
     max_deadline: float | None = None
 
+    def is_alive(self, now: float) -> bool:
+        return self.expires is None or self.expires > now
+
     def seconds_left(self, now: float | None = None) -> float | None:
         """Seconds until the token expires, or ``None`` if it never does."""
         if self.expires is None:
@@ -85,7 +94,10 @@ class LoginToken:
         return self.expires - (time.monotonic() if now is None else now)
 
 
-def wall_clock(deadline: float, now: float | None = None) -> datetime:
+def wall_clock(deadline: float, now: float | None = None, wall: float | None = None
+               ) -> datetime:
     """Convert a monotonic deadline into an aware UTC datetime, for display and status."""
     now = time.monotonic() if now is None else now
-    return datetime.now(timezone.utc) + timedelta(seconds=deadline - now)
+    start = datetime.now(timezone.utc) if wall is None else datetime.fromtimestamp(
+        wall, timezone.utc)
+    return start + timedelta(seconds=max(-1e9, min(deadline - now, 1e9)))

@@ -9,6 +9,7 @@
     ├── AuthenticationError           login refused: auth mount, role, JWT or secret id
     ├── PermissionDeniedError         logged in, but the policy lacks a capability (not retryable)
     ├── VaultUnavailableError         network error, timeout, 5xx, 429 or sealed Vault (retryable)
+    ├── InvalidResponseError          Vault's answer makes no sense (a TTL of NaN, -1, 1e20)
     ├── LeaseError                    a lease could not be renewed or revoked
     │   ├── LeaseNotFoundError        Vault no longer knows the lease (restart, revoked, max_ttl)
     │   └── CredentialsExpiredError   nothing valid is left and no fresh credentials could be had
@@ -27,6 +28,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "CredentialsExpiredError",
+    "InvalidResponseError",
     "LeaseError",
     "LeaseNotFoundError",
     "PermissionDeniedError",
@@ -103,6 +105,10 @@ class VaultUnavailableError(VaultDBError):
         #: True when the request may have reached Vault (a read timeout, a 5xx): a
         #: ``database/creds`` read may then have created a lease nobody holds.
         self.request_sent = request_sent
+
+
+class InvalidResponseError(VaultDBError):
+    """Vault answered, but with values no lease can have (not retried in place)."""
 
 
 class LeaseError(VaultDBError):

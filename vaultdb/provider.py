@@ -12,8 +12,8 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import random
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,10 +22,14 @@ from typing import TypeVar
 
 from . import _process, settings
 from . import events as ev
+from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import LeaseEngine
+from ._http import Exchange
 from ._renewer import Renewer
+from ._retry import RetryPolicy
 from ._schedule import SchedulePolicy
-from ._vault import VaultSettings
+from ._session import LoginSession
+from ._vault import VaultClient, VaultSettings
 from .auth import AuthMethod, auth_from_env
 from .credentials import Credentials
 from .errors import ConfigurationError, ProviderClosedError, VaultDBError
@@ -100,6 +104,9 @@ class CredentialProvider:
         renew_fraction: float = 2 / 3,
         jitter: float = 0.1,
         handle_sigterm: bool = True,
+        _clock: Clock = SYSTEM_CLOCK,
+        _exchange: Exchange | None = None,
+        _rng: random.Random | None = None,
     ) -> None:
         if not role or "/" in role:
             raise ConfigurationError(f"Invalid database role name {role!r}.",
@@ -123,8 +130,19 @@ class CredentialProvider:
         self._listeners: list[tuple[Listener, tuple[type[ev.LeaseEvent], ...]]] = [
             (lambda _event: self._wake(), (ev.LeaseCreated,)),
         ]
-        self._engine = LeaseEngine(role=role, mount=mount, static=static, auth=self.auth,
-                                   settings=settings, policy=self._policy, emit=self._dispatch)
+        # The clock, the transport and the randomness are injected by the lifetime simulation
+        # (vaultdb.testing.sim); applications leave them alone.
+        self._clock = _clock
+        self._now = _clock.monotonic
+        rng = _rng or random.Random()
+        retry = RetryPolicy()
+        vault = VaultClient(settings, clock=_clock, exchange=_exchange, retry=retry)
+        session = LoginSession(self.auth, vault, clock=_clock, policy=self._policy, rng=rng,
+                               emit=self._dispatch, role=role)
+        self._engine = LeaseEngine(role=role, mount=mount, static=static, session=session,
+                                   policy=self._policy, retry=retry, clock=_clock,
+                                   emit=self._dispatch, rng=rng,
+                                   request_timeout=settings.timeout)
         self._state = ProviderState.NEW
         self._start_lock = threading.RLock()
         self._renewer: Renewer | None = None
@@ -155,14 +173,14 @@ class CredentialProvider:
         subclass when nothing valid can be had.
         """
         current = self._engine.current
-        if current is not None and current.deadline > time.monotonic():
+        if current is not None and current.deadline > self._now():
             return current
         return self._credentials_slow(self.fetch_timeout if timeout is None else timeout)
 
     def _credentials_slow(self, timeout: float) -> Credentials:
         self._check_open()
         self._check_fork()
-        creds = self._engine.obtain(timeout)
+        creds = self._engine.obtain(self._now() + timeout)
         self._ensure_running()
         return creds
 
@@ -186,14 +204,10 @@ class CredentialProvider:
         """
         self._check_open()
         self._check_fork()
-        engine = self._engine
-        with engine.lock:
-            current = engine.current
-            if failed is not None and current is not None and (
-                    current.generation != failed.generation or current.password != failed.password):
-                return current
-            engine.current = None if current is None else current.with_deadline(0.0)
-        return self.credentials(timeout)
+        wait = self.fetch_timeout if timeout is None else timeout
+        creds = self._engine.refresh(failed, self._now() + wait)
+        self._ensure_running()
+        return creds
 
     def start(self, *, wait: bool = True) -> CredentialProvider:
         """Fetch credentials now and start the renewer (otherwise done on first use).
@@ -208,8 +222,7 @@ class CredentialProvider:
             self.credentials()
             return self
         self._check_open()
-        threading.Thread(target=self._prefetch, name=f"vaultdb-{self.role}-prefetch",
-                         daemon=True).start()
+        self._clock.start_thread(f"vaultdb-{self.role}-prefetch", self._prefetch)
         return self
 
     def _prefetch(self) -> None:
@@ -250,9 +263,9 @@ class CredentialProvider:
     def status(self) -> ProviderStatus:
         """A snapshot for readiness/liveness probes and metrics."""
         engine = self._engine
-        creds, token, c = engine.current, engine.token, engine.counters
-        now = time.monotonic()
-        error = engine.last_error
+        creds, token, c = engine.current, engine.session.token, engine.counters
+        now = self._now()
+        error, error_at = engine.trouble.last_error, engine.trouble.last_error_at
         return ProviderStatus(
             role=self.role,
             state=self._state.value,
@@ -262,11 +275,11 @@ class CredentialProvider:
             lease_id=creds.lease_id if creds else None,
             lease_seconds_left=creds.seconds_left(now) if creds else None,
             token_seconds_left=token.seconds_left(now) if token else None,
-            logins=c.logins, renewals=c.renewals, rotations=c.rotations,
-            revocations=c.revocations, errors=c.errors,
+            logins=engine.session.logins, renewals=c.renewals, rotations=c.rotations,
+            revocations=c.revocations, errors=engine.trouble.count,
             last_error=str(error) if error else None,
-            last_error_at=(datetime.fromtimestamp(engine.last_error_at, timezone.utc)
-                           if engine.last_error_at else None),
+            last_error_at=(datetime.fromtimestamp(error_at, timezone.utc)
+                           if error_at else None),
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -290,7 +303,8 @@ class CredentialProvider:
         with self._start_lock:
             if self._renewer is not None or self._state is ProviderState.CLOSED:
                 return
-            self._renewer = Renewer(f"vaultdb-{self.role}-renewer", self._engine.step)
+            self._renewer = Renewer(f"vaultdb-{self.role}-renewer", self._engine.step,
+                                    self._clock)
             self._renewer.start()
             self._state = ProviderState.RUNNING
             _process.register(self, handle_sigterm=self.handle_sigterm)
@@ -305,18 +319,22 @@ class CredentialProvider:
         A forked child never revokes its parent's leases: it only revokes its own.
         """
         budget = self.revoke_timeout if timeout is None else timeout
+        self._close_by(self._now() + max(0.0, budget))
+
+    def _close_by(self, deadline: float) -> None:
+        """:meth:`close` with an absolute deadline (``close_all`` shares one across providers)."""
         with self._start_lock:
             if self._state is ProviderState.CLOSED:
                 return
             self._state = ProviderState.CLOSED
             renewer, self._renewer = self._renewer, None
         _process.unregister(self)
-        started = time.monotonic()
         if renewer is not None:
-            renewer.stop(timeout=min(budget, 5.0))
+            # Not waiting long: the engine's lock is what shutdown waits for, by the deadline.
+            renewer.stop(timeout=max(0.0, min(1.0, deadline - self._now())))
         if self._owner_pid != os.getpid():
             return
-        self._engine.shutdown(max(0.5, budget - (time.monotonic() - started)))
+        self._engine.shutdown(deadline)
         logger.info("vaultdb provider for role %r closed", self.role)
 
     def _after_fork_in_child(self) -> None:

@@ -58,7 +58,9 @@ class Setting:
 EnvSetting = Setting
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("VAULT_ADDR", "(required)", "Vault/OpenBao address; BAO_ADDR is read too.",
+    Setting("VAULT_ADDR", "(required)", "Vault/OpenBao address (`https://`, `http://`, or "
+            "`unix:///path/to/socket` for a local Vault Proxy or listener); BAO_ADDR is read "
+            "too.",
             keyword="vault_addr", param="vault_addr", aliases=("BAO_ADDR",)),
     Setting("VAULT_TOKEN", "", "A Vault token for token auth (BAO_TOKEN too); never revoked.",
             keyword="auth.token", aliases=("BAO_TOKEN",)),
@@ -76,7 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VAULT_CLIENT_KEY", "", "Key of VAULT_CLIENT_CERT.",
             param="client_key", aliases=("BAO_CLIENT_KEY",)),
     Setting("HTTPS_PROXY", "", "Proxy for an https:// Vault (HTTP_PROXY for http://, "
-            "ALL_PROXY for both); hosts in NO_PROXY bypass it."),
+            "ALL_PROXY for both); hosts in NO_PROXY bypass it. An `https://` proxy URL is "
+            "spoken to in TLS."),
+    Setting("VAULTDB_REDIRECT_HOSTS", "", "Comma-separated `host` or `host:port` entries a "
+            "307/308 redirect from Vault may go to with the token and request body (besides "
+            "VAULT_ADDR's own scheme, host and port).",
+            param="redirect_hosts"),
     Setting("VAULTDB_ROLE", "(required)", "Database secrets engine role.",
             keyword="role", param="role"),
     Setting("VAULTDB_MOUNT", "database", "Mount path of the database secrets engine.",
@@ -199,7 +206,8 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def vault_connection(env: Mapping[str, str], *, verify_given: bool = False
                      ) -> dict[str, Any]:
-    """How to reach Vault, from ``env``: addr, namespace, verify, client_cert, timeout.
+    """How to reach Vault, from ``env``: addr, namespace, verify, client_cert, timeout,
+    redirect_hosts.
 
     Values are ``None`` where ``env`` says nothing (``verify`` is then ``True``; the CA
     variables are not looked at when the caller has its own ``verify``).
@@ -216,7 +224,9 @@ def vault_connection(env: Mapping[str, str], *, verify_given: bool = False
                 "(VAULT_CAPATH at a directory of them)")
         verify = cacert
     cert, key = raw(env, "VAULT_CLIENT_CERT"), raw(env, "VAULT_CLIENT_KEY")
+    redirects = raw(env, "VAULTDB_REDIRECT_HOSTS") or ""
     return {
+        "redirect_hosts": frozenset(h.strip() for h in redirects.split(",") if h.strip()),
         "addr": raw(env, "VAULT_ADDR"),
         "namespace": raw(env, "VAULT_NAMESPACE"),
         "verify": verify,

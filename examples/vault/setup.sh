@@ -11,8 +11,13 @@
 #   database/roles/app-migrate       users IN ROLE app_owner, acting as it (own the schema)
 #   policies app, app-migrate        read their own creds path, renew and revoke leases
 #
-# Prerequisites: the PostgreSQL group roles from postgres-roles.sql, and a Vault token that
-# may manage mounts, policies and roles (VAULT_ADDR/VAULT_TOKEN, or BAO_ADDR/BAO_TOKEN).
+# DB_KIND=mysql (MySQL or MariaDB; e.g. with DB_MOUNT=mysql): connection "app-mysql" with the
+# mysql-database-plugin; app users may read and write rows of MYSQL_DATABASE, migration users
+# may change its schema; revocation drops the user and ends its open sessions.
+#
+# Prerequisites: the PostgreSQL group roles from postgres-roles.sql (for MySQL/MariaDB, the
+# admin user from mysql-setup.sql), and a Vault token that may manage mounts, policies and
+# roles (VAULT_ADDR/VAULT_TOKEN, or BAO_ADDR/BAO_TOKEN).
 #
 # TTL advice (see docs/vault.md): a lease never outlives the login token that created it,
 # so keep the login token renewable for at least as long as a lease may live (token_max_ttl
@@ -24,7 +29,12 @@ set -euo pipefail
 VAULT_BIN=${VAULT_BIN:-$(command -v vault || command -v bao || echo vault)}
 K8S_AUTH_MOUNT=${K8S_AUTH_MOUNT:-kubernetes}
 DB_MOUNT=${DB_MOUNT:-database}
-DB_CONNECTION=${DB_CONNECTION:-app-postgres}
+DB_KIND=${DB_KIND:-postgresql}                    # postgresql, or mysql (MySQL and MariaDB)
+case "$DB_KIND" in
+    postgresql) DB_CONNECTION=${DB_CONNECTION:-app-postgres} ;;
+    mysql) DB_CONNECTION=${DB_CONNECTION:-app-mysql} ;;
+    *) printf 'DB_KIND must be postgresql or mysql, not %s\n' "$DB_KIND" >&2; exit 2 ;;
+esac
 
 # Kubernetes API as Vault sees it. In-cluster Vault: https://kubernetes.default.svc and
 # nothing else. External Vault: the API server URL, its CA, and DISABLE_LOCAL_CA_JWT=true.
@@ -48,6 +58,19 @@ PG_ADMIN_USER=${PG_ADMIN_USER:-vault_admin}       # may CREATE ROLE; see postgre
 PG_ADMIN_PASSWORD=${PG_ADMIN_PASSWORD:-}          # empty: keep the stored connection as is
 DB_OWNER_ROLE=${DB_OWNER_ROLE:-app_owner}
 DB_APP_GROUP=${DB_APP_GROUP:-app_rw}
+
+MYSQL_HOST=${MYSQL_HOST:-mysql.db.svc}
+MYSQL_PORT=${MYSQL_PORT:-3306}
+MYSQL_DATABASE=${MYSQL_DATABASE:-app}
+MYSQL_ADMIN_USER=${MYSQL_ADMIN_USER:-vault_admin} # see mysql-setup.sql
+MYSQL_ADMIN_PASSWORD=${MYSQL_ADMIN_PASSWORD:-}    # empty: keep the stored connection as is
+# mysql-database-plugin: user names up to 32 characters (MySQL 5.7+ and MariaDB); the
+# mysql-legacy/-rds/-aurora variants cut them to 16 for older servers.
+MYSQL_PLUGIN=${MYSQL_PLUGIN:-mysql-database-plugin}
+MYSQL_USERNAME_TEMPLATE=${MYSQL_USERNAME_TEMPLATE:-}  # empty: the plugin's default
+# DROP USER leaves open sessions working. MariaDB: KILL USER. MySQL has no KILL USER: use the
+# procedure of mysql-setup.sql, "CALL vault_tools.kill_user_sessions('{{name}}');".
+MYSQL_KILL_SESSIONS=${MYSQL_KILL_SESSIONS:-"KILL USER '{{name}}';"}
 
 LOGIN_TOKEN_TTL=${LOGIN_TOKEN_TTL:-1h}            # renewed by vaultdb at 2/3
 LOGIN_TOKEN_MAX_TTL=${LOGIN_TOKEN_MAX_TTL:-0}     # 0: up to the mount's max; vaultdb re-logs in
@@ -87,6 +110,54 @@ else
     say "$DB_MOUNT/: enabled"
 fi
 
+write_mysql_role() {  # write_mysql_role NAME PRIVILEGES DEFAULT_TTL MAX_TTL
+    # MySQL has no object owner: privileges on the schema let every dynamic user use (and,
+    # for migration users, alter) what an earlier one created. Views and routines: create
+    # them SQL SECURITY INVOKER (docs/mysql.md).
+    v write "$DB_MOUNT/roles/$1" - >/dev/null <<EOF
+{
+  "db_name": "$DB_CONNECTION",
+  "default_ttl": "$3",
+  "max_ttl": "$4",
+  "creation_statements": [
+    "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';",
+    "GRANT $2 ON \`$MYSQL_DATABASE\`.* TO '{{name}}'@'%';"
+  ],
+  "revocation_statements": [
+    "DROP USER IF EXISTS '{{name}}'@'%';",
+    "$MYSQL_KILL_SESSIONS"
+  ]
+}
+EOF
+    say "$DB_MOUNT/roles/$1: written"
+}
+
+if [ "$DB_KIND" = mysql ]; then
+    if [ -n "$MYSQL_ADMIN_PASSWORD" ]; then
+        template=()
+        [ -z "$MYSQL_USERNAME_TEMPLATE" ] || template=("username_template=$MYSQL_USERNAME_TEMPLATE")
+        v write "$DB_MOUNT/config/$DB_CONNECTION" \
+            "plugin_name=$MYSQL_PLUGIN" \
+            "connection_url={{username}}:{{password}}@tcp($MYSQL_HOST:$MYSQL_PORT)/" \
+            "username=$MYSQL_ADMIN_USER" \
+            "password=$MYSQL_ADMIN_PASSWORD" \
+            "allowed_roles=$APP_ROLE,$MIGRATE_ROLE" \
+            ${template[@]+"${template[@]}"} \
+            verify_connection=true >/dev/null
+        say "$DB_MOUNT/config/$DB_CONNECTION: written (consider: $VAULT_BIN write -f $DB_MOUNT/rotate-root/$DB_CONNECTION)"
+    elif v read "$DB_MOUNT/config/$DB_CONNECTION" >/dev/null 2>&1; then
+        say "$DB_MOUNT/config/$DB_CONNECTION: kept (MYSQL_ADMIN_PASSWORD not given)"
+    else
+        say "MYSQL_ADMIN_PASSWORD is required the first time ($DB_MOUNT/config/$DB_CONNECTION is missing)"
+        exit 2
+    fi
+    write_mysql_role "$APP_ROLE" "SELECT, INSERT, UPDATE, DELETE" "$LEASE_TTL" "$LEASE_MAX_TTL"
+    write_mysql_role "$MIGRATE_ROLE" "ALL PRIVILEGES" 15m 2h
+fi
+
+# PostgreSQL (DB_KIND=postgresql): the block below, unindented so its here-documents stay
+# readable.
+if [ "$DB_KIND" = postgresql ]; then
 if [ -n "$PG_ADMIN_PASSWORD" ]; then
     # verify_connection: fail now, not at the first credentials request.
     v write "$DB_MOUNT/config/$DB_CONNECTION" \
@@ -143,6 +214,7 @@ v write "$DB_MOUNT/roles/$MIGRATE_ROLE" - >/dev/null <<EOF
 }
 EOF
 say "$DB_MOUNT/roles/$MIGRATE_ROLE: written"
+fi
 
 # --- policies: each identity reads only its own credentials ---------------------------------
 write_policy() {  # write_policy NAME DB_ROLE

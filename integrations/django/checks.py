@@ -19,16 +19,23 @@ from vaultdb.errors import VaultDBError
 
 from .registry import build_provider, vault_settings
 
-__all__ = ["ENGINE", "check_vault_live", "check_vault_settings", "vaultdb_aliases"]
+__all__ = ["ENGINE", "ENGINES", "check_vault_live", "check_vault_settings", "vaultdb_aliases"]
 
 ENGINE = "vaultdb.integrations.django.postgresql"
+MYSQL_ENGINE = "vaultdb.integrations.django.mysql"
+#: Every vaultdb ENGINE.
+ENGINES = (ENGINE, MYSQL_ENGINE)
+
+
+def _is_vaultdb(entry: Mapping[str, Any]) -> bool:
+    return str(entry.get("ENGINE", "")).startswith(ENGINES)
 
 
 def vaultdb_aliases() -> dict[str, Mapping[str, Any]]:
-    """``DATABASES`` entries that use the vaultdb backend (or carry a ``VAULT`` dict)."""
+    """``DATABASES`` entries that use a vaultdb backend (or carry a ``VAULT`` dict)."""
     databases: Mapping[str, Mapping[str, Any]] = getattr(settings, "DATABASES", {}) or {}
     return {alias: entry for alias, entry in databases.items()
-            if entry.get("ENGINE", "").startswith(ENGINE) or "VAULT" in entry}
+            if _is_vaultdb(entry) or "VAULT" in entry}
 
 
 def _where(alias: str) -> str:
@@ -37,9 +44,10 @@ def _where(alias: str) -> str:
 
 def _check_alias(alias: str, entry: Mapping[str, Any]) -> Iterable[CheckMessage]:
     where = _where(alias)
-    if not entry.get("ENGINE", "").startswith(ENGINE):
+    if not _is_vaultdb(entry):
         yield Warning(f"{where} has VAULT settings but ENGINE is {entry.get('ENGINE')!r}: "
-                      "they are ignored.", hint=f"ENGINE = {ENGINE!r}", id="vaultdb.W001")
+                      "they are ignored.", hint=" or ".join(map(repr, ENGINES)),
+                      id="vaultdb.W001")
         return
     try:
         vault = vault_settings(entry)
@@ -63,6 +71,9 @@ def _check_alias(alias: str, entry: Mapping[str, Any]) -> Iterable[CheckMessage]
                       hint="use secret_id_path / token_path (a mounted file) instead",
                       id="vaultdb.W003")
     options = entry.get("OPTIONS") or {}
+    if str(entry.get("ENGINE", "")).startswith(MYSQL_ENGINE):
+        yield from _check_mysql(where, vault, options)
+        return
     role, assume = vault.get("set_role"), options.get("assume_role")
     if role and assume and role != assume:
         yield Error(f"{where} sets both VAULT['set_role'] ({role!r}) and OPTIONS['assume_role'] "
@@ -76,6 +87,17 @@ def _check_alias(alias: str, entry: Mapping[str, Any]) -> Iterable[CheckMessage]
         elif assume and not role:
             yield Warning(f"{where}: OPTIONS['assume_role'] with the pool is applied by vaultdb.",
                           hint="prefer VAULT['set_role']", id="vaultdb.W004")
+
+
+def _check_mysql(where: str, vault: Mapping[str, Any], options: Mapping[str, Any]
+                 ) -> Iterable[CheckMessage]:
+    if vault.get("set_role"):
+        yield Error(f"{where}['VAULT']['set_role'] is PostgreSQL only.",
+                    hint="MySQL has no object owner: grant the Vault role's users privileges on "
+                         "the schema instead (docs/mysql.md)", id="vaultdb.E005")
+    if any(key in options for key in ("user", "password", "passwd")):
+        yield Warning(f"{where}['OPTIONS'] sets a user or password, which vaultdb ignores.",
+                      hint="remove them from OPTIONS", id="vaultdb.W005")
 
 
 def check_vault_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -95,7 +117,7 @@ def check_vault_live(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
         return []
     messages: list[CheckMessage] = []
     for alias, entry in vaultdb_aliases().items():
-        if not entry.get("ENGINE", "").startswith(ENGINE):
+        if not _is_vaultdb(entry):
             continue
         try:
             provider = build_provider({**vault_settings(entry), "handle_sigterm": False})

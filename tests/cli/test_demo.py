@@ -62,3 +62,30 @@ def test_demo_keep_leaves_a_usable_stack(tmp_path: Path) -> None:
         proc.kill()
     assert SUMMARY.search(proc.output)
     assert not Path(source.group(1)).exists()  # the stack's files are gone
+
+
+def test_demo_on_mariadb_end_to_end() -> None:
+    """``--db mysql``: the same story on a real MariaDB (skipped when none is installed,
+    except under VAULTDB_REQUIRE_SERVERS=1)."""
+    import pytest
+
+    from vaultdb.testing._mysql import find_mariadbd
+
+    try:
+        find_mariadbd()
+    except FileNotFoundError as exc:
+        if os.environ.get("VAULTDB_REQUIRE_SERVERS") == "1":
+            raise
+        pytest.skip(str(exc))
+    result = run_cli(["demo", "--db", "mysql", "--duration", "12"], _clean_env(), timeout=240)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    match = SUMMARY.search(out)
+    assert match, out
+    issued, _, rotated, revoked, leaked, failed = map(int, match.groups())
+    assert rotated >= 1 and issued == revoked == 3 + rotated, out
+    assert leaked == 0 and failed == 0
+    added = set(re.findall(r"mysql\.user\s+\+ (\S+)", out))
+    dropped = set(re.findall(r"mysql\.user\s+- (\S+) \(dropped\)", out))
+    assert len(added) == issued and dropped == added
+    assert all(len(user) <= 32 for user in added)  # the plugin's default template

@@ -241,7 +241,7 @@ def test_token_revoked_right_after_login_is_logged_in_again_not_reported_as_poli
     """A 403 is a dead token when lookup-self fails too, however young the token is."""
     provider = make_provider(default_ttl=30, max_ttl=60)
     first = provider.credentials()
-    token = provider._engine.token
+    token = provider._engine.session.token
     assert token is not None
     vaultdb_stack.root_client().auth.token.revoke_accessor(token.accessor)
     fresh = provider.refresh(failed=first)

@@ -18,14 +18,14 @@ def test_no_secret_in_logs_reprs_or_events(make_provider, vaultdb_stack, token_f
     first = provider.credentials()
     wait_for(lambda: provider.status().rotations >= 1 and provider.status().revocations >= 1,
              timeout=20)
-    assert provider._engine.token is not None
-    vault_token = provider._engine.token.token
+    assert provider._engine.session.token is not None
+    vault_token = provider._engine.session.token.token.reveal()
     provider.close()
     secrets = {first.password, token_file.read_text(), vault_token}
     secrets |= {e.credentials.password for e in events if hasattr(e, "credentials")}
     engine = provider._engine
     texts = [caplog.text, repr(provider), repr(provider.status()), repr(first), str(first),
-             *(repr(e) for e in events), repr(engine.vault), repr(provider.auth)]
+             *(repr(e) for e in events), repr(engine.session.vault), repr(provider.auth)]
     for text in texts:
         for secret in secrets:
             assert secret not in text

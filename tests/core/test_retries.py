@@ -1,7 +1,7 @@
 """Bounded retries of idempotent Vault calls, against real OpenBao behind the fault proxy.
 
-The first attempt runs without tenacity; only a retryable failure brings it in, and then the
-retries must look exactly as if tenacity had run every attempt: same count, same warnings.
+Retries run through tenacity with the values of ``vaultdb._retry.RetryPolicy``, within the
+caller's deadline: the count, the warnings, and nothing started once the deadline has passed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from vaultdb import TokenAuth
-from vaultdb._vault import VaultClient, VaultSettings, add_request_observer
+from vaultdb._vault import RequestInfo, VaultClient, VaultSettings, add_request_observer
 from vaultdb.errors import PermissionDeniedError, VaultUnavailableError
 from vaultdb.testing import FaultProxy, VaultDBStack
 
@@ -52,8 +52,8 @@ def test_a_passing_failure_is_retried_once_and_succeeds(
     caplog.set_level(logging.WARNING, logger="vaultdb")
     outcomes: list[str] = []
 
-    def heal_after_first_failure(method: str, path: str, seconds: float, outcome: str) -> None:
-        outcomes.append(outcome)
+    def heal_after_first_failure(info: RequestInfo) -> None:
+        outcomes.append(info.outcome)
         proxy.passthrough()  # runs before the backoff: attempt 2 reaches Vault
 
     proxy.fail(500)
@@ -73,8 +73,29 @@ def test_a_non_retryable_failure_is_tried_once(vault: VaultClient, proxy: FaultP
     assert proxy.total == 1
 
 
-def test_a_call_past_its_budget_is_not_retried(vault: VaultClient, proxy: FaultProxy) -> None:
+def test_a_call_past_its_deadline_is_not_sent(vault: VaultClient, proxy: FaultProxy) -> None:
     proxy.fail(503)
-    with pytest.raises(VaultUnavailableError):
-        vault.revoke_lease("database/creds/none/abc", budget=0.0)
+    with pytest.raises(VaultUnavailableError, match="deadline passed"):
+        vault.revoke_lease("database/creds/none/abc", deadline=vault.clock.monotonic())
+    assert proxy.total == 0
+
+
+def test_a_call_near_its_deadline_is_not_retried(vault: VaultClient, proxy: FaultProxy) -> None:
+    proxy.fail(503)
+    with pytest.raises(VaultUnavailableError, match="HTTP 503"):
+        vault.revoke_lease("database/creds/none/abc", deadline=vault.clock.monotonic() + 0.05)
     assert proxy.total == 1
+
+
+def test_the_observer_sees_status_role_and_generation(
+        vault: VaultClient, proxy: FaultProxy) -> None:
+    seen: list[RequestInfo] = []
+    remove = add_request_observer(seen.append)
+    try:
+        proxy.fail(503)
+        with pytest.raises(VaultUnavailableError):
+            vault.revoke_lease("database/creds/none/abc", attempts=1, role="app", generation=7)
+    finally:
+        remove()
+    assert [(i.method, i.path, i.status, i.role, i.generation) for i in seen] == [
+        ("PUT", "sys/leases/revoke", 503, "app", 7)]

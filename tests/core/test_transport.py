@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from vaultdb import CredentialProvider, TokenAuth
+from vaultdb import TokenAuth
+from vaultdb._http import HTTPStatusError, VaultHTTP
 from vaultdb._vault import VaultClient, VaultSettings
-from vaultdb.errors import TLSConfigurationError, VaultUnavailableError
+from vaultdb.errors import TLSConfigurationError, VaultDBError, VaultUnavailableError
 from vaultdb.testing import VaultDBStack
 from vaultdb.testing._openbao import OpenBaoServer
 
@@ -245,43 +246,54 @@ def redirecting_front(vaultdb_stack: VaultDBStack) -> Iterator[str]:
     server.server_close()
 
 
-def test_307_keeps_method_and_body(vaultdb_stack: VaultDBStack, redirecting_front: str,
-                                   tmp_path: Path) -> None:
-    """A whole provider through the redirecting front: login (POST), creds (GET), revoke (PUT)."""
+def test_307_to_an_allowed_host_keeps_method_and_body(
+        vaultdb_stack: VaultDBStack, redirecting_front: str) -> None:
+    """Through the front (another port, so another origin) once ``redirect_hosts`` allows
+    Vault's: login check (GET), credentials (GET), revoke (PUT with a body) all reach OpenBao."""
     role = "transport-307"
     vaultdb_stack.create_database_role(role, default_ttl=60, max_ttl=120)
-    with CredentialProvider(role, vault_addr=redirecting_front, handle_sigterm=False,
-                            auth=TokenAuth(token=vaultdb_stack.create_token())) as provider:
-        creds = provider.credentials()
-        assert creds.username
-    assert creds.username not in vaultdb_stack.dynamic_db_roles()
+    token = vaultdb_stack.create_token()
+    vault_port = vaultdb_stack.vault_addr.rsplit(":", 1)[1]
+    http = VaultHTTP(redirecting_front, timeout=5,
+                     redirect_hosts=frozenset({f"127.0.0.1:{vault_port}"}))
+    assert http.request("GET", "auth/token/lookup-self", token=token).data["data"]["ttl"] > 0
+    creds = http.request("GET", f"database/creds/{role}", token=token).data
+    assert creds["data"]["username"] in vaultdb_stack.dynamic_db_roles()
+    http.request("PUT", "sys/leases/revoke", token=token, body={"lease_id": creds["lease_id"]})
+    assert creds["data"]["username"] not in vaultdb_stack.dynamic_db_roles()
+
+
+def test_307_to_another_port_is_refused_naming_the_setting(
+        vaultdb_stack: VaultDBStack, redirecting_front: str) -> None:
+    vault = VaultClient(VaultSettings(addr=redirecting_front, timeout=3), attempts=1)
+    with pytest.raises(VaultDBError) as info:
+        vault.login(TokenAuth(token=vaultdb_stack.create_token()))
+    assert "VAULTDB_REDIRECT_HOSTS" in str(info.value)
 
 
 # -- import cost ---------------------------------------------------------------------------------
 
-def test_importing_vaultdb_does_not_import_requests_hvac_or_tenacity() -> None:
+def test_importing_vaultdb_does_not_import_requests_or_hvac() -> None:
     """requests alone costs more start-up time than a login and a credentials read.
 
-    tenacity is imported on the first retry only (see test_retries.py).
+    tenacity, the one retry library, is imported with the Vault client (a few milliseconds,
+    measured in docs/benchmarks-agent.md).
     """
     code = ("import sys, vaultdb, vaultdb.integrations.sqlalchemy, vaultdb.integrations.psycopg;"
-            "print(sorted(m for m in ('requests', 'hvac', 'urllib3', 'urllib.request', 'tenacity')"
+            "print(sorted(m for m in ('requests', 'hvac', 'urllib3', 'urllib.request')"
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
 
 
-def test_a_cold_start_that_goes_well_imports_neither_tenacity_nor_idna(
+def test_a_cold_start_that_goes_well_does_not_import_idna(
         vaultdb_stack: VaultDBStack) -> None:
-    """tenacity comes in on the first retry; ASCII host names skip the idna codec.
-
-    Each costs a millisecond or more of a cold start, more than the login round trip.
-    """
+    """ASCII host names skip the idna codec (over a millisecond of a cold start)."""
     code = ("import sys, vaultdb; from vaultdb._vault import VaultClient, VaultSettings;"
             "c = VaultClient(VaultSettings.resolve());"
             "c.login(vaultdb.TokenAuth()); c.lookup_self();"
-            "print(sorted(m for m in ('tenacity', 'encodings.idna') if m in sys.modules))")
+            "print(sorted(m for m in ('encodings.idna',) if m in sys.modules))")
     env = vaultdb_stack.env(include_root_token=True)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=60)
@@ -359,3 +371,199 @@ def test_a_dead_dns_server_times_out_instead_of_hanging(
         assert info.value.retryable and not info.value.request_sent
     finally:
         never.set()  # lets the abandoned lookup thread end
+
+
+# -- https:// proxies (shared/repro/r6_proxy.py) -------------------------------------------------
+
+class TLSForwardProxy(ForwardProxy):
+    """The forward proxy stand-in behind TLS, with OpenBao's dev certificate (127.0.0.1)."""
+
+    def __init__(self, cert_dir: Path) -> None:
+        import ssl
+
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_dir / "vault-cert.pem", cert_dir / "vault-key.pem")
+        super().__init__()
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, address = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True), address
+
+    @property
+    def url(self) -> str:
+        return f"https://ops:s%40cret@127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def tls_proxy(tls_vault: OpenBaoServer, monkeypatch: pytest.MonkeyPatch
+              ) -> Iterator[TLSForwardProxy]:
+    proxy = TLSForwardProxy(Path(str(tls_vault.ca_cert)).parent)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_https_proxy_url_speaks_tls_to_the_proxy_then_tunnels_tls_to_vault(
+        tls_vault: OpenBaoServer, tls_proxy: TLSForwardProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS inside TLS: the tunnel to Vault runs through the TLS session with the proxy."""
+    import base64
+
+    monkeypatch.setenv("HTTPS_PROXY", tls_proxy.url)
+    vault = client(tls_vault.addr, verify=str(tls_vault.ca_cert))
+    assert vault.login(TokenAuth(token=tls_vault.root_token)).owned is False
+    assert tls_proxy.seen == [f"CONNECT 127.0.0.1:{tls_vault.port}"]
+    assert tls_proxy.authorizations == ["Basic " + base64.b64encode(b"ops:s@cret").decode()]
+
+
+def test_plain_http_vault_through_an_https_proxy(
+        vaultdb_stack: VaultDBStack, tls_vault: OpenBaoServer, tls_proxy: TLSForwardProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", tls_proxy.url)
+    assert client(vaultdb_stack.vault_addr, verify=str(tls_vault.ca_cert)).health().initialized
+    assert len(tls_proxy.seen) == 1
+    assert tls_proxy.seen[0].startswith(f"GET {vaultdb_stack.vault_addr}/v1/sys/health")
+
+
+def test_https_proxy_with_an_unknown_certificate_is_a_tls_error_naming_the_proxy(
+        tls_vault: OpenBaoServer, tls_proxy: TLSForwardProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", tls_proxy.url)
+    with pytest.raises(TLSConfigurationError) as info:
+        client(tls_vault.addr).health()  # the system CAs do not know OpenBao's dev CA
+    assert "proxy" in str(info.value) and "s@cret" not in str(info.value)
+    assert tls_proxy.seen == []
+
+
+def test_https_proxy_credentials_never_cross_the_network_in_clear(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What r6_proxy.py showed: the proxy got ``CONNECT`` and Basic credentials in clear."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    got: list[bytes] = []
+
+    def capture() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(5)
+        with conn:
+            got.append(conn.recv(65536))
+
+    thread = threading.Thread(target=capture, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HTTPS_PROXY", f"https://alice:s3cret@127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(VaultDBError):
+        VaultClient(VaultSettings(addr="https://vault.example.test:8200", timeout=3),
+                    attempts=1).health()
+    thread.join(5)
+    server.close()
+    assert got and got[0][:1] == b"\x16"  # a TLS ClientHello, not "CONNECT ..."
+    assert b"s3cret" not in got[0] and b"YWxpY2U6czNjcmV0" not in got[0]
+
+
+# -- Unix-socket addresses -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def unix_vault() -> Iterator[tuple[str, str]]:
+    """A real OpenBao dev server with a second listener on a Unix socket (``listener "unix"``).
+
+    Yields ``(socket path, root token)``. The socket lives under a short /tmp directory:
+    AF_UNIX paths are limited to ~107 bytes, which pytest's tmp_path can exceed.
+    """
+    import shutil
+    import tempfile
+
+    from vaultdb.testing import wait_for
+    from vaultdb.testing._openbao import find_bao_binary
+    from vaultdb.testing._ports import free_port
+
+    workdir = Path(tempfile.mkdtemp(prefix="vdb-unix-"))
+    sock = workdir / "bao.sock"
+    (workdir / "unix.hcl").write_text(
+        f'listener "unix" {{\n  address = "{sock}"\n}}\ndisable_mlock = true\n')
+    root = "root-unix-transport"
+    with open(workdir / "openbao.log", "wb") as log:
+        proc = subprocess.Popen(
+            [find_bao_binary(), "server", "-dev", f"-dev-root-token-id={root}",
+             f"-dev-listen-address=127.0.0.1:{free_port()}", "-dev-no-store-token",
+             f"-config={workdir / 'unix.hcl'}"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        wait_for(lambda: proc.poll() is not None or _answers(str(sock)), timeout=30)
+        assert proc.poll() is None, (workdir / "openbao.log").read_text()[-2000:]
+        yield str(sock), root
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _answers(path: str) -> bool:
+    try:
+        VaultHTTP(f"unix://{path}", timeout=1).request("GET", "sys/health")
+    except Exception:
+        return False
+    return True
+
+
+def test_unix_socket_address_reaches_openbao(unix_vault: tuple[str, str]) -> None:
+    path, root = unix_vault
+    http = VaultHTTP(f"unix://{path}", timeout=5)
+    assert http.request("GET", "sys/health").data["initialized"] is True
+    found = http.request("GET", "auth/token/lookup-self", token=root).data["data"]
+    assert "root" in found["policies"]
+    vault = VaultClient(VaultSettings(addr=f"unix://{path}", timeout=5))
+    assert vault.login(TokenAuth(token=root)).owned is False
+
+
+def test_a_missing_unix_socket_is_unreachable_and_never_sent(tmp_path: Path) -> None:
+    vault = VaultClient(VaultSettings(addr=f"unix://{tmp_path}/nothing.sock", timeout=2),
+                        attempts=1)
+    with pytest.raises(VaultUnavailableError) as info:
+        vault.health()
+    assert info.value.request_sent is False
+
+
+# -- a client certificate for one login ----------------------------------------------------------
+
+def test_with_client_cert_logs_in_with_cert_auth(tls_vault: OpenBaoServer,
+                                                 tmp_path: Path) -> None:
+    """OpenBao's cert auth method trusts a self-signed certificate made here; only the
+    sibling made by ``with_client_cert`` presents it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vaultdb-app")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "app.pem").write_bytes(pem)
+    (tmp_path / "app.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    root = tls_vault.client()
+    if "cert/" not in root.sys.list_auth_methods()["data"]:
+        root.sys.enable_auth_method("cert")
+    root.write("auth/cert/certs/app", certificate=pem.decode(), token_policies="default")
+
+    http = VaultHTTP(tls_vault.addr, timeout=5, verify=str(tls_vault.ca_cert))
+    with_cert = http.with_client_cert(str(tmp_path / "app.pem"), str(tmp_path / "app.key"))
+    login = with_cert.request("POST", "auth/cert/login", body={"name": "app"}).data
+    assert login["auth"]["client_token"] and login["auth"]["policies"] == ["default"]
+    with pytest.raises(HTTPStatusError):  # the parent presents no certificate
+        http.request("POST", "auth/cert/login", body={"name": "app"})

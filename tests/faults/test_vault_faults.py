@@ -121,7 +121,7 @@ def test_login_token_revoked_out_of_band(scenario: MakeScenario, vaultdb_stack: 
     logins: list[LoginCreated] = []
     s.provider.subscribe(logins.append, LoginCreated)
     first = s.provider.credentials()
-    token = s.provider._engine.token
+    token = s.provider._engine.session.token
     assert token is not None
     # Right after the login: on a 403 vaultdb asks Vault whether the token still works
     # (lookup-self) instead of guessing from its age (see _with_relogin).

@@ -99,3 +99,22 @@ def test_malformed_answer_is_unavailable_and_counted_as_sent() -> None:
     error = kind_of(ValueError("Vault's answer is not JSON"))
     assert isinstance(error, errors.VaultUnavailableError)
     assert error.request_sent is True
+
+
+def test_a_refused_redirect_is_a_configuration_error_naming_the_setting() -> None:
+    from vaultdb._http import RedirectRefusedError
+
+    error = classify(RedirectRefusedError("307 to other.example:8200"), operation="log in",
+                     method="POST", path="auth/approle/login")
+    assert isinstance(error, errors.ConfigurationError) and not error.retryable
+    assert "VAULTDB_REDIRECT_HOSTS" in str(error)
+
+
+def test_redirect_hosts_and_unix_addresses_from_the_environment(
+        clean_proxy_env: pytest.MonkeyPatch) -> None:
+    from vaultdb._vault import VaultSettings
+
+    clean_proxy_env.setenv("VAULTDB_REDIRECT_HOSTS", "vault-0.vault:8200, vault-1.vault")
+    settings = VaultSettings.resolve("unix:///run/bao/proxy.sock")
+    assert settings.redirect_hosts == {"vault-0.vault:8200", "vault-1.vault"}
+    assert settings.addr == "unix:///run/bao/proxy.sock"

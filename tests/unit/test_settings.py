@@ -30,7 +30,7 @@ def test_from_env_uses_the_given_mapping_for_every_variable(process_env: None) -
            "VAULTDB_ROLE_ID": "rid", "VAULTDB_SECRET_ID": "sid",
            "VAULTDB_REQUEST_TIMEOUT": "2.5"}
     provider = CredentialProvider.from_env(env, handle_sigterm=False)
-    settings = provider._engine.settings
+    settings = provider._engine.session.vault.settings
     assert settings.addr == "https://mapping.invalid:8200"
     assert settings.namespace is None          # not process-ns
     assert settings.verify is True             # not VAULT_SKIP_VERIFY from the process
@@ -51,8 +51,8 @@ def test_token_auth_from_a_mapping_never_falls_back_to_the_process(process_env: 
 
 def test_without_a_mapping_the_process_environment_is_read(process_env: None) -> None:
     provider = CredentialProvider.from_env(handle_sigterm=False)
-    assert provider._engine.settings.namespace == "process-ns"
-    assert provider._engine.settings.client_cert == ("/process/cert", "/process/key")
+    assert provider._engine.session.vault.settings.namespace == "process-ns"
+    assert provider._engine.session.vault.settings.client_cert == ("/process/cert", "/process/key")
     assert provider.role == "process-role" and provider.mount == "process-mount"
 
 

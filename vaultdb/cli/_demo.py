@@ -10,6 +10,10 @@
 3. After ``--duration`` seconds, SIGTERM each pod in turn and watch its users disappear from
    ``pg_roles``. Print a summary; exit 1 if anything leaked, failed or crashed.
 
+``--db mysql`` tells the same story on a real MariaDB (``mysql-database-plugin`` on the
+``mysql`` mount of the same OpenBao; pods query through PyMySQL; users watched in
+``mysql.user``).
+
 The view is live (rich) on a terminal and plain lines otherwise. All the state lives on the
 main thread: reader threads only pass the pods' JSON lines through a queue.
 """
@@ -36,7 +40,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from vaultdb.testing import VaultDBStack
+    from vaultdb.testing import MySQLTarget, VaultDBStack
 
 __all__ = ["DemoSettings", "add_parser", "run"]
 
@@ -63,6 +67,11 @@ class DemoSettings:
     token_ttl: int = 30
     keep: bool = False
     plain: bool = False
+    db: str = "postgresql"
+
+    @property
+    def mount(self) -> str:
+        return "mysql" if self.db == "mysql" else "database"
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -88,6 +97,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="leave the stack running afterwards and print how to reach it")
     p.add_argument("--plain", action="store_true",
                    help="line-by-line output even on a terminal")
+    p.add_argument("--db", choices=("postgresql", "mysql"), default="postgresql",
+                   help="the database the pods use: PostgreSQL (default) or MariaDB (needs an "
+                   "installed mariadbd, e.g. apt-get install mariadb-server)")
     p.set_defaults(run=run)
 
 
@@ -98,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = DemoSettings(pods=args.pods, duration=args.duration, default_ttl=args.ttl,
                             max_ttl=args.max_ttl, drain=args.drain, keep=args.keep,
-                            plain=args.plain)
+                            plain=args.plain, db=args.db)
     return Demo(settings, _make_view(settings.plain)).run()
 
 
@@ -217,14 +229,17 @@ class Demo:
         self.settings = settings
         self.view = view
         self.stack: VaultDBStack | None = None
+        self.mysql: MySQLTarget | None = None
+        #: Where the demo watches database users: PostgreSQL's pg_roles or MySQL's mysql.user.
+        self.users_table = "mysql.user" if settings.db == "mysql" else "pg_roles"
         self.pods: list[Pod] = []
         self.inbox: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self.began = time.monotonic()
         self.run_started: float | None = None
         self.phase = "starting"
-        self.roles: dict[str, int] = {}  # demo users in pg_roles -> open sessions
+        self.roles: dict[str, int] = {}  # demo users in the users table -> open sessions
         self.owner: dict[str, str] = {}  # user -> pod name
-        self.gone: list[str] = []  # users seen in pg_roles and later dropped
+        self.gone: list[str] = []  # users seen in the users table and later dropped
         self.recent: list[str] = []
         self.interrupts = 0
         self.summary: Summary | None = None
@@ -273,6 +288,8 @@ class Demo:
                 return 0 if summary.ok else 1
             finally:
                 self._kill_pods()
+                if self.mysql is not None:
+                    self.mysql.close()
                 stack.close()
         except KeyboardInterrupt:
             self.view.stop()
@@ -304,28 +321,56 @@ class Demo:
         self.view.say(f"  ready in {stack.started_in or 0:.1f}s: OpenBao {stack.vault_addr}, "
                       f"PostgreSQL {stack.postgres.host}:{stack.postgres.port}/"
                       f"{stack.postgres.database}, TokenReview {stack.kube.url}")
+        if s.db == "mysql":
+            self.view.say("Starting MariaDB on 127.0.0.1 ...")
+            try:
+                from vaultdb.testing import MySQLTarget
+
+                self.mysql = MySQLTarget.start(stack)
+            except Exception as exc:
+                stack.close()
+                self.view.say(f"vaultdb demo: error: could not start MariaDB: {exc}")
+                self.view.say("hint: install a MariaDB server (apt-get install mariadb-server) "
+                              "or set VAULTDB_MARIADB_BIN")
+                return None
+            my = self.mysql.server
+            self.view.say(f"  MariaDB {my.host}:{my.port}/{my.database}")
         return stack
 
     def _configure(self, stack: VaultDBStack) -> None:
         s = self.settings
-        pg = stack.postgres
-        hcl = (f'path "database/creds/{ROLE}" {{ capabilities = ["read"] }}\n'
+        hcl = (f'path "{s.mount}/creds/{ROLE}" {{ capabilities = ["read"] }}\n'
                'path "sys/leases/renew" { capabilities = ["update"] }\n'
                'path "sys/leases/revoke" { capabilities = ["update"] }\n')
-        stack.create_database_role(ROLE, default_ttl=s.default_ttl, max_ttl=s.max_ttl)
+        if self.mysql is not None:
+            self.mysql.create_role(ROLE, default_ttl=s.default_ttl, max_ttl=s.max_ttl)
+        else:
+            stack.create_database_role(ROLE, default_ttl=s.default_ttl, max_ttl=s.max_ttl)
         stack.write_policy(POLICY, hcl)
         stack.create_kubernetes_role(ROLE, service_account=SERVICE_ACCOUNT, namespace=NAMESPACE,
                                      policies=(POLICY,), token_ttl=s.token_ttl)
         say = self.view.say
         say("Vault configured as an operator would (bao CLI equivalent):")
-        say("  bao secrets enable database")
-        say(f"  bao write database/config/postgres plugin_name=postgresql-database-plugin "
-            f"connection_url='postgresql://{{{{username}}}}:{{{{password}}}}@{pg.host}:"
-            f"{pg.port}/{pg.database}' allowed_roles='*' ...")
-        say(f"  bao write database/roles/{ROLE} db_name=postgres default_ttl={s.default_ttl}s "
-            f"max_ttl={s.max_ttl}s creation_statements=\"CREATE ROLE ... IN ROLE "
-            f"{pg.owner_role}; ALTER ROLE ... SET role = '{pg.owner_role}'; GRANT CONNECT ...\"")
-        say(f"  bao policy write {POLICY} -   # read database/creds/{ROLE}; update "
+        say(f"  bao secrets enable -path={s.mount} database")
+        if self.mysql is not None:
+            my = self.mysql.server
+            say(f"  bao write mysql/config/{self.mysql.connection} "
+                "plugin_name=mysql-database-plugin connection_url='{{username}}:{{password}}"
+                f"@tcp({my.host}:{my.port})/' allowed_roles='*' ...")
+            say(f"  bao write mysql/roles/{ROLE} db_name={self.mysql.connection} "
+                f"default_ttl={s.default_ttl}s max_ttl={s.max_ttl}s creation_statements=\""
+                f"CREATE USER ...; GRANT ALL PRIVILEGES ON {my.database}.* ...\" "
+                "revocation_statements=\"DROP USER ...; KILL USER ...\"")
+        else:
+            pg = stack.postgres
+            say(f"  bao write database/config/postgres plugin_name=postgresql-database-plugin "
+                f"connection_url='postgresql://{{{{username}}}}:{{{{password}}}}@{pg.host}:"
+                f"{pg.port}/{pg.database}' allowed_roles='*' ...")
+            say(f"  bao write database/roles/{ROLE} db_name=postgres "
+                f"default_ttl={s.default_ttl}s max_ttl={s.max_ttl}s creation_statements=\""
+                f"CREATE ROLE ... IN ROLE {pg.owner_role}; ALTER ROLE ... SET role = "
+                f"'{pg.owner_role}'; GRANT CONNECT ...\"")
+        say(f"  bao policy write {POLICY} -   # read {s.mount}/creds/{ROLE}; update "
             "sys/leases/renew, sys/leases/revoke")
         say(f"  bao auth enable kubernetes && bao write auth/kubernetes/config "
             f"kubernetes_host={stack.kube.url} ...")
@@ -337,16 +382,21 @@ class Demo:
         base = {k: v for k, v in stack.env().items()
                 if not k.startswith(("VAULTDB_", "VAULT_", "BAO_"))}
         pg = stack.postgres
+        url = f"postgresql+psycopg://{pg.host}:{pg.port}/{pg.database}"
+        if self.mysql is not None:
+            my = self.mysql.server
+            url = f"mysql+pymysql://{my.host}:{my.port}/{my.database}"
         return {
             **base,
             "VAULT_ADDR": stack.vault_addr,
+            "VAULTDB_MOUNT": self.settings.mount,
             "VAULTDB_ROLE": ROLE,
             "VAULTDB_AUTH_METHOD": "kubernetes",
             "VAULTDB_AUTH_ROLE": ROLE,
             "VAULTDB_TOKEN_PATH": str(token_path),
             "VAULTDB_DRAIN_SECONDS": f"{self.settings.drain:g}",
             "VAULTDB_DEMO_POD": name,
-            "VAULTDB_DEMO_DB_URL": f"postgresql+psycopg://{pg.host}:{pg.port}/{pg.database}",
+            "VAULTDB_DEMO_DB_URL": url,
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -449,19 +499,25 @@ class Demo:
     def _poll_roles(self) -> None:
         assert self.stack is not None
         try:
-            rows = self.stack.sql(
-                "SELECT r.rolname, count(a.pid) FROM pg_roles r LEFT JOIN pg_stat_activity a "
-                "ON a.usename = r.rolname WHERE r.rolname LIKE %s GROUP BY r.rolname",
-                (f"v-%-{ROLE}-%",))
+            if self.mysql is not None:
+                rows = self.mysql.server.sql(
+                    "SELECT u.User, (SELECT count(*) FROM information_schema.PROCESSLIST p "
+                    "WHERE p.USER = u.User) FROM mysql.user u WHERE u.User LIKE %s",
+                    (f"v-%-{ROLE}-%",))
+            else:
+                rows = self.stack.sql(
+                    "SELECT r.rolname, count(a.pid) FROM pg_roles r LEFT JOIN pg_stat_activity "
+                    "a ON a.usename = r.rolname WHERE r.rolname LIKE %s GROUP BY r.rolname",
+                    (f"v-%-{ROLE}-%",))
         except Exception as exc:
-            logger.debug("pg_roles poll failed: %s", exc)
+            logger.debug("%s poll failed: %s", self.users_table, exc)
             return
         now = {str(u): int(n) for u, n in rows}
         for user in sorted(set(now) - set(self.roles)):
-            self.log("pg_roles", f"+ {user}")
+            self.log(self.users_table, f"+ {user}")
         for user in sorted(set(self.roles) - set(now)):
             self.gone.append(user)
-            self.log("pg_roles", f"- {user} (dropped)")
+            self.log(self.users_table, f"- {user} (dropped)")
         self.roles = now
 
     def _loop(self, until: Callable[[], bool]) -> None:
@@ -505,9 +561,9 @@ class Demo:
                 self.log(pod.name, f"did not exit within {STOP_TIMEOUT:.0f}s: SIGKILL")
                 pod.proc.kill()
                 pod.proc.wait()
-            # A moment to see the user leave pg_roles before the next pod goes.
+            # A moment to see the user leave the users table before the next pod goes.
             self._loop(functools.partial(_past, time.monotonic() + POD_STOP_PAUSE))
-        # Let the readers deliver the last lines, and pg_roles show the final state.
+        # Let the readers deliver the last lines, and the users table show the final state.
         self._loop(functools.partial(_past, time.monotonic() + 1.0))
         self.phase = "done"
         self.view.render(self)
@@ -517,7 +573,8 @@ class Demo:
         leftover = sorted(self.roles)
         leases = 0
         try:
-            listed = stack.root_client().sys.list_leases(prefix=f"database/creds/{ROLE}/")
+            listed = stack.root_client().sys.list_leases(
+                prefix=f"{self.settings.mount}/creds/{ROLE}/")
             leases = len(listed.get("data", {}).get("keys", []))
         except Exception:  # 404: no lease left under the prefix
             leases = 0
@@ -540,9 +597,10 @@ class Demo:
             f"revoked {s.revoked}, leaked {s.leaked}, failed queries {s.failed_queries} "
             f"({s.queries} queries by {len(self.pods)} pod(s) in {self.run_elapsed:.0f}s)")
         if s.leftover_users:
-            say(f"  still in pg_roles: {', '.join(s.leftover_users)}")
+            say(f"  still in {self.users_table}: {', '.join(s.leftover_users)}")
         if s.leftover_leases:
-            say(f"  leases still in Vault under database/creds/{ROLE}: {s.leftover_leases}")
+            say(f"  leases still in Vault under {self.settings.mount}/creds/{ROLE}: "
+                f"{s.leftover_leases}")
         for pod in self.pods:
             if pod.state == "crashed" or pod.fatal:
                 say(f"  {pod.name} crashed (status {pod.exit_code}); its log: {pod.log_path}")
@@ -565,11 +623,16 @@ class Demo:
         env = {
             "VAULT_ADDR": stack.vault_addr, "BAO_ADDR": stack.vault_addr,
             "VAULT_TOKEN": stack.root_token,  # for the bao CLI (operator)
+            "VAULTDB_MOUNT": self.settings.mount,
             "VAULTDB_ROLE": ROLE, "VAULTDB_AUTH_METHOD": "kubernetes",
             "VAULTDB_AUTH_ROLE": ROLE, "VAULTDB_TOKEN_PATH": str(token),
             "VAULTDB_DRAIN_SECONDS": f"{self.settings.drain:g}",
             "PGHOST": pg.host, "PGPORT": str(pg.port), "PGDATABASE": pg.database,
         }
+        if self.mysql is not None:
+            my = self.mysql.server
+            env.update(MYSQL_HOST=my.host, MYSQL_TCP_PORT=str(my.port),
+                       MYSQL_DATABASE=my.database)
         env_file = stack.workdir / "env.sh"
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -580,10 +643,19 @@ class Demo:
         say("")
         say("The stack is still running (--keep). In another shell:")
         say(f"  source {env_file}")
-        say(f"  vaultdb check --dsn postgresql://{pg.host}:{pg.port}/{pg.database}")
-        say("  vaultdb exec -- psql -c 'select session_user, current_user'")
-        say(f"  bao read database/creds/{ROLE}          # as the operator (root token)")
-        say(f"OpenBao {stack.vault_addr} | PostgreSQL {pg.host}:{pg.port}/{pg.database} | "
+        if self.mysql is not None:
+            my = self.mysql.server
+            # The mariadb client reads MYSQL_HOST, MYSQL_TCP_PORT and MYSQL_PWD.
+            say("  vaultdb exec --user-var MYSQL_USER --password-var MYSQL_PWD -- "
+                "sh -c 'mariadb -u \"$MYSQL_USER\" -e \"select user()\" \"$MYSQL_DATABASE\"'")
+            where = f"MariaDB {my.host}:{my.port}/{my.database}"
+        else:
+            say(f"  vaultdb check --dsn postgresql://{pg.host}:{pg.port}/{pg.database}")
+            say("  vaultdb exec -- psql -c 'select session_user, current_user'")
+            where = f"PostgreSQL {pg.host}:{pg.port}/{pg.database}"
+        say(f"  bao read {self.settings.mount}/creds/{ROLE}          # as the operator (root "
+            "token)")
+        say(f"OpenBao {stack.vault_addr} | {where} | "
             f"TokenReview {stack.kube.url} | files in {stack.workdir}")
         say("Press Ctrl-C to stop the stack.")
         self.interrupts = 0

@@ -146,6 +146,8 @@ def main() -> int:
     engine = make_engine(url, provider)
     queries = failed = 0
     session_user: str | None = None
+    who = text("SELECT SUBSTRING_INDEX(USER(), '@', 1)" if url.startswith("mysql")
+               else "SELECT session_user")
     last_error: str | None = None
 
     def stats(state: str) -> None:
@@ -166,7 +168,7 @@ def main() -> int:
     while not stop.is_set():
         try:
             with engine.connect() as conn:
-                session_user = str(conn.execute(text("SELECT session_user")).scalar_one())
+                session_user = str(conn.execute(who).scalar_one())
             queries += 1
         except Exception as exc:  # counted and shown; the pod keeps serving
             failed += 1

@@ -89,7 +89,7 @@ class RichView:
             }
             pods.add_row(*(cells[name] for name, _ in columns))
         roles = Table(box=None, header_style="bold", expand=True)
-        roles.add_column("database users in pg_roles", no_wrap=True)
+        roles.add_column(f"database users in {demo.users_table}", no_wrap=True)
         roles.add_column("pod", no_wrap=True)
         roles.add_column("sessions", justify="right", no_wrap=True)
         for user in sorted(demo.roles, key=lambda u: u.rsplit("-", 1)[-1]):
@@ -104,6 +104,10 @@ class RichView:
         stack = demo.stack
         where = (f"OpenBao {stack.vault_addr}  PostgreSQL {stack.postgres.host}:"
                  f"{stack.postgres.port}/{stack.postgres.database}" if stack else "")
+        if demo.mysql is not None:
+            my = demo.mysql.server
+            where = (f"OpenBao {demo.mysql.stack.vault_addr}  MariaDB {my.host}:{my.port}/"
+                     f"{my.database}")
         # Fit the frame to the terminal: what is left goes to the most recent events.
         used = len(demo.pods) + 4 + len(demo.roles) + min(4, len(demo.gone)) + 4 + 2
         shown = max(3, min(10, self.console.height - used - 1))
@@ -112,7 +116,7 @@ class RichView:
         return Group(
             Panel(pods, title=f"vaultdb demo - {clock}", subtitle=where,
                   subtitle_align="right"),
-            Panel(roles, title=f"pg_roles (role {s.default_ttl}s/{s.max_ttl}s, "
+            Panel(roles, title=f"{demo.users_table} (role {s.default_ttl}s/{s.max_ttl}s, "
                   f"drain {s.drain:g}s)"),
             Panel(events, title="events"),
         )

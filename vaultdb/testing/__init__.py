@@ -1,4 +1,4 @@
-"""Real OpenBao + PostgreSQL (+ Kubernetes TokenReview stand-in) stack for tests.
+"""Real OpenBao + PostgreSQL stack for tests (+ Kubernetes TokenReview stand-in, MariaDB, Redis).
 
 ``from vaultdb.testing import VaultDBStack`` gives a fully configured, disposable
 environment; see :class:`VaultDBStack`. Importing this package is cheap: the submodules (and
@@ -20,8 +20,16 @@ if TYPE_CHECKING:
         wait_for,
     )
     from ._kubernetes import KubernetesStandIn
+    from ._mysql import (
+        MYSQL_POLICY,
+        MariaDBServer,
+        MySQLTarget,
+        default_mysql_creation_statements,
+        default_mysql_revocation_statements,
+    )
     from ._openbao import OpenBaoServer
     from ._postgres import ConnInfo, PostgresServer
+    from ._redis import RedisServer, VaultRedis
     from ._stack import (
         APP_POLICY,
         APP_POLICY_HCL,
@@ -33,15 +41,22 @@ if TYPE_CHECKING:
 __all__ = [
     "APP_POLICY",
     "APP_POLICY_HCL",
+    "MYSQL_POLICY",
     "ConnInfo",
     "FaultProxy",
     "KubernetesStandIn",
+    "MariaDBServer",
+    "MySQLTarget",
     "OpenBaoServer",
     "PostgresServer",
+    "RedisServer",
     "VaultDBStack",
+    "VaultRedis",
     "assert_retired_users_gone",
     "database_users_of_role",
     "default_creation_statements",
+    "default_mysql_creation_statements",
+    "default_mysql_revocation_statements",
     "default_revocation_statements",
     "revoked_usernames",
     "wait_for",
@@ -57,7 +72,14 @@ _LOCATIONS = {
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",
     "KubernetesStandIn": "._kubernetes",
+    "MYSQL_POLICY": "._mysql",
+    "MariaDBServer": "._mysql",
+    "MySQLTarget": "._mysql",
+    "default_mysql_creation_statements": "._mysql",
+    "default_mysql_revocation_statements": "._mysql",
     "FaultProxy": "._faultproxy",
+    "RedisServer": "._redis",
+    "VaultRedis": "._redis",
     "assert_retired_users_gone": "._helpers",
     "database_users_of_role": "._helpers",
     "revoked_usernames": "._helpers",

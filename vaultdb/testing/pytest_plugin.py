@@ -1,4 +1,5 @@
-"""pytest plugin (entry point ``vaultdb``): fixtures for the real OpenBao + PostgreSQL stack.
+"""pytest plugin (entry point ``vaultdb``): fixtures for the real OpenBao + PostgreSQL stack
+(and MariaDB on demand: ``vaultdb_mysql``).
 
 Loaded by every pytest run in an environment where vaultdb is installed, so importing it must
 be side-effect free and cheap: nothing starts until a test requests ``vaultdb_stack``, and the
@@ -7,6 +8,7 @@ stack module (with its heavier dependencies) is imported only then.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +19,10 @@ import pytest
 
 if TYPE_CHECKING:
     from vaultdb import CredentialProvider
-    from vaultdb.testing import VaultDBStack
+    from vaultdb.testing import MySQLTarget, VaultDBStack, VaultRedis
 
-__all__ = ["vaultdb_provider_factory", "vaultdb_role_name", "vaultdb_stack"]
+__all__ = ["vaultdb_mysql", "vaultdb_mysql_provider_factory", "vaultdb_provider_factory",
+           "vaultdb_redis", "vaultdb_role_name", "vaultdb_stack"]
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +86,92 @@ def vaultdb_provider_factory(
         kwargs.setdefault("handle_sigterm", False)
         provider = CredentialProvider(role, vault_addr=vaultdb_stack.vault_addr,
                                       drain_seconds=drain_seconds, **kwargs)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+def server_unavailable(reason: str) -> None:
+    """Skip the test, or fail it when ``VAULTDB_REQUIRE_SERVERS=1`` (CI installs every server)."""
+    if os.environ.get("VAULTDB_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"{reason} (VAULTDB_REQUIRE_SERVERS=1: every server must be installed)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def vaultdb_redis(request: pytest.FixtureRequest) -> Iterator[VaultRedis]:
+    """A real ``redis-server`` with ACLs, known to the stack's OpenBao as ``database/config/redis``.
+
+    One per test session (per xdist worker), sharing ``vaultdb_stack``'s OpenBao. Create roles
+    with ``vaultdb_redis.create_role(name, acl_rules=["~*", "&*", "+@all"], default_ttl=4,
+    max_ttl=6)``. Skipped when no ``redis-server`` (or redis-py) is installed, failed instead
+    under ``VAULTDB_REQUIRE_SERVERS=1``.
+    """
+    from vaultdb.testing._redis import VaultRedis, find_redis_server
+
+    if find_redis_server() is None:
+        server_unavailable("no redis-server installed (apt-get install redis-server, or set "
+                           "VAULTDB_REDIS_SERVER)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        server_unavailable("redis-py is not installed (pip install 'vaultdb-creds[redis]')")
+    kit = VaultRedis.start(request.getfixturevalue("vaultdb_stack"))
+    try:
+        yield kit
+    finally:
+        kit.close()
+
+
+@pytest.fixture(scope="session")
+def vaultdb_mysql(vaultdb_stack: VaultDBStack) -> Iterator[MySQLTarget]:
+    """One MariaDB server per test session, served by the stack's OpenBao (mount ``mysql``).
+
+    Skips the test when no MariaDB server is installed; with ``VAULTDB_REQUIRE_SERVERS=1``
+    (CI) that is a failure instead.
+    """
+    from vaultdb.testing import MySQLTarget
+    from vaultdb.testing._mysql import find_mariadbd
+
+    try:
+        find_mariadbd()
+    except FileNotFoundError as exc:
+        server_unavailable(str(exc))
+    target = MySQLTarget.start(vaultdb_stack)
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def vaultdb_mysql_provider_factory(
+    vaultdb_mysql: MySQLTarget, vaultdb_role_name: str
+) -> Iterator[Callable[..., CredentialProvider]]:
+    """Like ``vaultdb_provider_factory``, for a MariaDB role on the ``mysql`` mount.
+
+    ``make(default_ttl=4, max_ttl=6, drain_seconds=1.0, creation_statements=None,
+    revocation_statements=None, **provider_kwargs)``; token login with the app policy.
+    """
+    from vaultdb import CredentialProvider, TokenAuth
+
+    made: list[CredentialProvider] = []
+
+    def make(*, default_ttl: int = 4, max_ttl: int = 6, drain_seconds: float = 1.0,
+             creation_statements: list[str] | None = None,
+             revocation_statements: list[str] | None = None,
+             **kwargs: Any) -> CredentialProvider:
+        role = vaultdb_role_name
+        vaultdb_mysql.create_role(role, default_ttl=default_ttl, max_ttl=max_ttl,
+                                  creation_statements=creation_statements,
+                                  revocation_statements=revocation_statements)
+        kwargs.setdefault("auth", TokenAuth(token=vaultdb_mysql.create_token()))
+        kwargs.setdefault("handle_sigterm", False)
+        provider = CredentialProvider(role, vault_addr=vaultdb_mysql.stack.vault_addr,
+                                      mount=vaultdb_mysql.mount, drain_seconds=drain_seconds,
+                                      **kwargs)
         made.append(provider)
         return provider
 

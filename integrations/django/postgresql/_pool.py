@@ -28,8 +28,9 @@ from psycopg_pool import ConnectionPool
 from vaultdb import CredentialProvider
 from vaultdb.events import LeaseCreated
 
+from .._backend import connect_with_credentials
 from ..registry import get_provider
-from ._connect import connect_with_credentials, set_role
+from ._connect import set_role
 
 __all__ = ["PoolHooks", "VaultDBConnection", "make_pool"]
 

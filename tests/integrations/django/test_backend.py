@@ -141,3 +141,43 @@ def test_native_pool_gets_fresh_credentials_and_retires_old_connections(
     # The pool closed the old user's connections before Vault dropped the user.
     wait_for(lambda: old_user not in vaultdb_stack.dynamic_db_roles(), timeout=10)
     assert old_user not in vaultdb_stack.session_users()
+
+
+#: Users whose password is not the one Vault hands out: every login is refused, as behind a
+#: PgBouncer with a static auth file that knows no dynamic user.
+REFUSED_CREATION = [
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD 'not-the-vault-password' "
+    "VALID UNTIL '{{expiration}}' IN ROLE \"app_owner\";",
+    'GRANT CONNECT ON DATABASE "app" TO "{{name}}";',
+]
+
+
+def test_refused_logins_refresh_once_then_stop_calling_vault(make_alias):
+    from django.db import OperationalError
+
+    alias = make_alias(default_ttl=30, max_ttl=60, creation=REFUSED_CREATION)
+    provider = provider_for(alias)
+    for _ in range(20):  # 20 requests, each opening a connection
+        with pytest.raises(OperationalError):
+            connections[alias].ensure_connection()
+        connections[alias].close()
+    # One lease, one refresh after the first refusal; the refreshed user refused too, so the
+    # credentials are not the problem and Vault is not asked again.
+    assert provider.generation == 2
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_nodb_connection_logs_in_with_and_without_the_pool(make_alias, pool):
+    """``manage.py test`` creates databases through a no-database connection built without
+    Django's pool: it must log in itself even when the alias is pooled."""
+    from vaultdb.integrations.django.postgresql.base import POOL_SUPPORTED
+
+    if pool and not POOL_SUPPORTED:
+        pytest.skip("Django's pool needs Django 5.1+")
+    alias = make_alias(options={"pool": {"min_size": 1, "max_size": 2, "timeout": 10}}
+                       if pool else {})
+    with connections[alias]._nodb_cursor() as cursor:
+        cursor.execute("SELECT session_user, current_database()")
+        user, database = cursor.fetchone()
+    assert user == provider_for(alias).credentials().username
+    assert database == "postgres"

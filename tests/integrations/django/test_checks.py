@@ -72,3 +72,16 @@ def test_static_check_never_calls_vault_but_deploy_does(django_configured, vault
     assert database_users_of_role(stack, vaultdb_role_name) == set()  # the live check revoked
     with override_settings(DATABASES={"default": entry(bad)}, VAULTDB_LIVE_CHECK=False):
         assert check_vault_live() == []
+
+
+def test_mysql_engine_is_checked_too(django_configured):
+    vault = {"role": "r", "mount": "mysql", "vault_addr": "http://127.0.0.1:1",
+             "auth": {"method": "kubernetes", "role": "app", "token_path": "/nonexistent"}}
+    mysql = "vaultdb.integrations.django.mysql"
+    assert ids({"default": entry(vault, ENGINE=mysql)}) == []
+    assert ids({"default": entry({**vault, "rol": "x"}, ENGINE=mysql)}) == ["vaultdb.E001"]
+    # No object owner in MySQL: set_role is refused; a login in OPTIONS is ignored.
+    assert ids({"default": entry({**vault, "set_role": "owner"}, ENGINE=mysql)}) == [
+        "vaultdb.E005"]
+    assert ids({"default": entry(vault, ENGINE=mysql, OPTIONS={"password": "x"})}) == [
+        "vaultdb.W005"]

@@ -29,6 +29,8 @@ from vaultdb.testing._ports import free_port
 APP = Path(__file__).resolve().parents[3] / "examples" / "kubernetes" / "app" / "app.py"
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+#: Labels of the stack's PostgreSQL mount, next to `role` on every per-provider metric.
+DB = {"mount": "database"}
 
 
 def scrape(port: int) -> tuple[str, Samples]:
@@ -95,19 +97,19 @@ def test_example_app_metrics_follow_renewals_rotations_and_revocations(
         samples = scraped()
         if not samples:
             return None
-        done = ((value(samples, "vaultdb_revocations_total", role=role) or 0) >= 1
-                and (value(samples, "vaultdb_renewals_total", role=role) or 0) >= 1)
+        done = ((value(samples, "vaultdb_revocations_total", **DB, role=role) or 0) >= 1
+                and (value(samples, "vaultdb_renewals_total", **DB, role=role) or 0) >= 1)
         return samples if done else None
 
     samples = wait_for(rotated_and_revoked, timeout=40, interval=0.25)
     assert samples is not None
-    assert (value(samples, "vaultdb_rotations_total", role=role) or 0) >= 1
-    assert (value(samples, "vaultdb_generation", role=role) or 0) >= 2
-    assert value(samples, "vaultdb_healthy", role=role) == 1.0
-    assert value(samples, "vaultdb_logins_total", role=role) == 1.0
-    assert 0 < (value(samples, "vaultdb_lease_seconds_left", role=role) or 0) <= 6
-    assert 0 < (value(samples, "vaultdb_token_seconds_left", role=role) or 0) <= 60
-    assert value(samples, "vaultdb_expirations_total", role=role) == 0.0
+    assert (value(samples, "vaultdb_rotations_total", **DB, role=role) or 0) >= 1
+    assert (value(samples, "vaultdb_generation", **DB, role=role) or 0) >= 2
+    assert value(samples, "vaultdb_healthy", **DB, role=role) == 1.0
+    assert value(samples, "vaultdb_logins_total", **DB, role=role) == 1.0
+    assert 0 < (value(samples, "vaultdb_lease_seconds_left", **DB, role=role) or 0) <= 6
+    assert 0 < (value(samples, "vaultdb_token_seconds_left", **DB, role=role) or 0) <= 60
+    assert value(samples, "vaultdb_expirations_total", **DB, role=role) == 0.0
     latency = "vaultdb_vault_request_duration_seconds_count"
     assert (value(samples, latency, method="POST", path="auth/kubernetes/login",
                   outcome="ok") or 0) >= 1
@@ -139,10 +141,10 @@ def test_errors_by_kind_and_no_secret_in_a_scrape(
         with pytest.raises(SecretPathError):
             bad.credentials()
         text, samples = scrape(port)
-        assert value(samples, "vaultdb_errors_total", role="no-such-role",
+        assert value(samples, "vaultdb_errors_total", **DB, role="no-such-role",
                      kind="SecretPathError") == 1.0
-        assert value(samples, "vaultdb_healthy", role="no-such-role") == 0.0
-        assert value(samples, "vaultdb_generation", role=vaultdb_role_name) == 1.0
+        assert value(samples, "vaultdb_healthy", **DB, role="no-such-role") == 0.0
+        assert value(samples, "vaultdb_generation", **DB, role=vaultdb_role_name) == 1.0
         assert value(samples, "vaultdb_vault_request_duration_seconds_count", method="GET",
                      path="database/creds/no-such-role", outcome="SecretPathError") == 1.0
         for secret in (creds.username, creds.password, str(creds.lease_id)):

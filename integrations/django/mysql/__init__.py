@@ -1,0 +1,1 @@
+"""``ENGINE = "vaultdb.integrations.django.mysql"`` (MySQL/MariaDB): Django loads ``.base``."""
