@@ -202,3 +202,38 @@ def test_after_fork_the_child_logs_in_as_its_own_user(
         assert _session_user(engine) == parent_user  # the parent's lease is untouched
     finally:
         engine.dispose()
+
+
+def test_a_do_connect_listener_added_later_still_runs(
+        plugin_role: str, pg_url: Callable[[str], str]) -> None:
+    """Found with SQLAlchemy's own suite (DialectEventTest): vaultdb's listener returned the
+    connection itself, so listeners added after it never ran."""
+    engine = sqlalchemy.create_engine(
+        f"{pg_url('postgresql+psycopg')}?plugin=vaultdb&vaultdb_role={plugin_role}")
+    seen: list[dict[str, object]] = []
+
+    @sqlalchemy.event.listens_for(engine, "do_connect")
+    def mine(dialect: object, rec: object, cargs: object, cparams: dict[str, object]) -> None:
+        seen.append(dict(cparams))
+        cparams["application_name"] = "added-later"
+
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT session_user, current_setting('application_name')"))
+            user, app = row.one()
+        assert user.startswith("v-") and app == "added-later"
+        assert seen and seen[0]["user"] == user  # the credentials were handed on
+    finally:
+        engine.dispose()
+
+
+def test_the_pool_creator_called_outside_the_pool(
+        plugin_role: str, pg_url: Callable[[str], str]) -> None:
+    """Found with SQLAlchemy's own suite (CreatorCompatibilityTest): no pool entry (None)."""
+    engine = sqlalchemy.create_engine(
+        f"{pg_url('postgresql+psycopg')}?plugin=vaultdb&vaultdb_role={plugin_role}")
+    try:
+        conn = engine.pool._creator()  # type: ignore[call-arg]
+        conn.close()
+    finally:
+        engine.dispose()
