@@ -14,7 +14,9 @@ owner role), the extensions it uses, a static user set up like Vault's dynamic u
 of the owner role, ``SET role`` at login) and a Vault role with 60 s / 240 s leases, so leases
 rotate during the vaultdb run. Then it runs ``pytest <paths> --dburi <url>`` twice, with
 ``postgresql+psycopg://static:...`` and with
-``postgresql+vaultdb_psycopg://...?vaultdb_role=sa``, and compares the JUnit reports.
+``postgresql+vaultdb_psycopg://...?vaultdb_role=sa``, and compares the JUnit reports. A
+failing test may print its connect arguments into them: they hold credentials of this run's
+own throwaway stack, revoked when it stops.
 """
 
 from __future__ import annotations
