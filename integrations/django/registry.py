@@ -31,16 +31,18 @@ from vaultdb._registry import shared_provider
 from vaultdb.auth import DEFAULT_SA_TOKEN_PATH, AuthMethod
 from vaultdb.errors import ConfigurationError
 from vaultdb.provider import ProviderState
+from vaultdb.settings import SETTINGS, parse
 
 __all__ = ["PROVIDER_KEYS", "VAULT_KEYS", "build_provider", "get_provider", "provider_for",
-           "provider_options", "vault_settings"]
+           "provider_options", "typed_values", "vault_settings"]
 
 #: Keys of ``VAULT`` passed to :class:`~vaultdb.CredentialProvider` as they are.
-PROVIDER_KEYS = frozenset({
-    "role", "mount", "static", "vault_addr", "namespace", "verify", "drain_seconds",
-    "fetch_timeout", "request_timeout", "revoke_timeout", "renew_fraction", "jitter",
-    "handle_sigterm",
-})
+PROVIDER_KEYS = frozenset(
+    {s.keyword for s in SETTINGS if s.keyword and "." not in s.keyword}  # the settings table
+    | {"renew_fraction", "jitter"})
+#: Keys checked (and converted from strings) by the settings table's types.
+_TYPED = {s.keyword: s for s in SETTINGS
+          if s.keyword and "." not in s.keyword and s.kind != "str"}
 #: Every key ``VAULT`` may have.
 VAULT_KEYS = PROVIDER_KEYS | {"auth", "set_role", "prefetch"}
 #: Keys that do not change which Vault credentials an alias gets (so aliases still share).
@@ -106,11 +108,27 @@ def _auth(spec: object, env: Mapping[str, str]) -> AuthMethod:
                      token_path=str(vault_token_path) if vault_token_path else None)
 
 
+def typed_values(vault: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``VAULT`` values the settings table has a type for, checked and converted.
+
+    ``"2.5"`` becomes 2.5, ``"yes"`` True; a bad one (``0`` or ``"abc"`` seconds) is a
+    :class:`ConfigurationError` naming ``VAULT['<key>']``.
+    """
+    typed: dict[str, Any] = {}
+    for key, value in vault.items():
+        setting = _TYPED.get(key)
+        if setting is None or key == "verify" or (setting.kind == "bool"
+                                                   and isinstance(value, bool)):
+            continue
+        typed[key] = parse(setting, str(value), label=f"VAULT[{key!r}]")
+    return typed
+
+
 def provider_options(vault: Mapping[str, Any], env: Mapping[str, str] | None = None
                      ) -> dict[str, Any]:
     """Keyword arguments for :meth:`CredentialProvider.from_env` from a ``VAULT`` dict."""
     e = os.environ if env is None else env
-    options = {k: v for k, v in vault.items() if k in PROVIDER_KEYS}
+    options = {**{k: v for k, v in vault.items() if k in PROVIDER_KEYS}, **typed_values(vault)}
     if "auth" in vault:
         options["auth"] = _auth(vault["auth"], e)
     return options

@@ -115,3 +115,14 @@ def test_every_provider_setting_has_a_url_parameter_except_secrets_and_proxies()
     without = {s.name for s in SETTINGS if s.url_param is None}
     assert without == {"VAULT_TOKEN", "VAULTDB_SECRET_ID", "HTTPS_PROXY"}
     assert set(url_params()) == {s.url_param for s in SETTINGS} - {None}
+
+
+def test_django_vault_keys_come_from_the_table_and_are_checked_by_it() -> None:
+    from vaultdb.integrations.django.registry import PROVIDER_KEYS, provider_options
+
+    keywords = {s.keyword for s in SETTINGS if s.keyword and "." not in s.keyword}
+    assert keywords <= PROVIDER_KEYS
+    options = provider_options({"request_timeout": "2.5", "static": "yes", "role": "r"}, {})
+    assert options == {"request_timeout": 2.5, "static": True, "role": "r"}
+    with pytest.raises(ConfigurationError, match=r"VAULT\['request_timeout'\]"):
+        provider_options({"request_timeout": 0}, {})
