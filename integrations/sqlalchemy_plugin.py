@@ -97,7 +97,9 @@ def _subclass(real: type[Dialect]) -> type[Dialect]:
     return type(real.__name__, (real,), {
         "create_connect_args": create_connect_args,
         "supports_statement_cache": getattr(real, "supports_statement_cache", False),
-        "__module__": __name__,
+        # The real dialect's module: SQLAlchemy finds a dialect's companions (its testing
+        # provision hooks) from ``__module__``.
+        "__module__": real.__module__,
         "__doc__": f"{real.__name__} logging in with vaultdb credentials.",
     })
 

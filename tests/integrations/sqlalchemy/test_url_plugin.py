@@ -237,3 +237,13 @@ def test_the_pool_creator_called_outside_the_pool(
         conn.close()
     finally:
         engine.dispose()
+
+
+def test_the_dialect_keeps_the_real_module() -> None:
+    """Found with SQLAlchemy's own suite: ``load_provisioning()`` finds a dialect's companions
+    from its ``__module__``; the wrapped class must keep the real one (no server needed)."""
+    real = sqlalchemy.make_url("postgresql+psycopg://h/db").get_dialect()
+    mine = sqlalchemy.make_url("postgresql+vaultdb_psycopg://h/db?vaultdb_role=r").get_dialect()
+    assert mine is not real and issubclass(mine, real)
+    assert (mine.__module__, mine.__name__) == (real.__module__, real.__name__)
+    assert (mine.name, mine.driver) == (real.name, real.driver)
