@@ -15,6 +15,7 @@ Importing vaultdb starts no thread and makes no network call.
 from __future__ import annotations
 
 from ._process import close_all, install_sigterm_handler
+from ._session import LoginSession
 from ._vault import RequestInfo, add_request_observer
 from .auth import AppRoleAuth, AuthMethod, JWTAuth, KubernetesAuth, TokenAuth
 from .credentials import Credentials
@@ -69,6 +70,7 @@ __all__ = [
     "LoginCreated",
     "LoginExpired",
     "LoginRenewed",
+    "LoginSession",
     "PermissionDeniedError",
     "ProviderClosedError",
     "ProviderState",

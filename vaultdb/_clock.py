@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time as _time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Protocol
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "EventLike", "LockLike", "SystemClock", "ThreadLike"]
@@ -23,6 +24,11 @@ class LockLike(Protocol):
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
 
     def release(self) -> None: ...
+
+    def __enter__(self) -> bool: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None, /) -> None: ...
 
 
 class EventLike(Protocol):

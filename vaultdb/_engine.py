@@ -30,8 +30,8 @@ from ._retry import RetryPolicy
 from ._revocation import Counters, Revocations
 from ._schedule import SchedulePolicy, renew_increment, retire_time
 from ._secret import Secret
-from ._session import LoginSession
-from .credentials import Credentials, wall_clock
+from ._session import LoginSession, SessionUser
+from .credentials import Credentials
 
 logger = logging.getLogger("vaultdb.lease")
 
@@ -46,12 +46,15 @@ class LeaseEngine(Revocations):
     def __init__(self, *, role: str, mount: str, static: bool, session: LoginSession,
                  policy: SchedulePolicy, retry: RetryPolicy, clock: Clock,
                  emit: Callable[[ev.LeaseEvent], None], rng: random.Random,
-                 request_timeout: float) -> None:
+                 request_timeout: float, rotate_after: float | None = None) -> None:
         self.role, self.mount, self.static = role, mount, static
         self.session, self.policy, self.retry, self.clock = session, policy, retry, clock
         self._emit, self.rng, self.request_timeout = emit, rng, request_timeout
+        self.rotate_after = rotate_after
         self.generation_seen = 0
         self._init_state()
+        self.user = SessionUser(role, emit, lambda: self.book.accessors_in_use())
+        session.attach(self.user)
 
     def _init_state(self) -> None:
         self.lock = self.clock.lock()
@@ -69,7 +72,7 @@ class LeaseEngine(Revocations):
     def reset_after_fork(self) -> None:
         """Forget everything inherited from the parent; the child gets its own on first use."""
         self._init_state()
-        self.session.reset()
+        self.session.reset_after_fork()
 
     # -- caller's thread --------------------------------------------------------------------
 
@@ -168,7 +171,9 @@ class LeaseEngine(Revocations):
             next_revocation=self.book.next_revocation(),
             force_rotate=self._force_rotate, retry_at=self.trouble.retry_at,
             unreported_deadline=(current.deadline if current is not None
-                                 and not self._expired_reported else None))
+                                 and not self._expired_reported else None),
+            max_age_at=(held.issued_at + self.rotate_after if held is not None
+                        and self.rotate_after and not self.static else None))
 
     def _run(self, next_plan: Plan, now: float) -> None:
         action = next_plan.action
@@ -176,7 +181,8 @@ class LeaseEngine(Revocations):
             self._revoke_drained(now)
             return
         if action is Action.REPORT_EXPIRY:
-            self._report_expiry()
+            self._expired_reported = True
+            self.trouble.report_expiry(self.current)
             return
         deadline = now + 2 * self.request_timeout
         try:
@@ -199,7 +205,7 @@ class LeaseEngine(Revocations):
         asked = renew_increment(held.original_ttl, self.policy)
         now = self.clock.monotonic()
         try:
-            renewal = self._with_relogin(lambda token: self.session.vault.renew_lease(
+            renewal = self.session.with_relogin(lambda token: self.session.vault.renew_lease(
                 str(held.lease_id), asked, token, deadline=deadline, role=self.role,
                 generation=held.credentials.generation), deadline)
         except errors.LeaseNotFoundError:
@@ -223,7 +229,8 @@ class LeaseEngine(Revocations):
         """Fetch new credentials and make them current; retire the old ones."""
         old = self.book.current
         token = self.session.ensure(lease_ttl=old.original_ttl if old else 0.0,
-                                    deadline=deadline, long_lived=not self.static)
+                                    deadline=deadline, long_lived=not self.static,
+                                    policy=self.policy)
         if reason == TOKEN_END and old is not None and token.accessor == old.token_accessor:
             # No new token could be had (a handed-in token near its max TTL): a fresh lease
             # would die with the same token, so keep the current one until then.
@@ -232,7 +239,10 @@ class LeaseEngine(Revocations):
                            "be had: credentials of role %r end with it", token.accessor,
                            (token.max_deadline or 0) - self.clock.monotonic(), self.role)
             return old
-        new = self._with_relogin(lambda token: self._fetch(token, deadline), deadline)
+        if self.closed:  # close() began during the login: create nothing it would have to revoke
+            raise errors.ProviderClosedError(f"The provider for role {self.role!r} is closed.",
+                                             hint="create a new CredentialProvider")
+        new = self.session.with_relogin(lambda token: self._fetch(token, deadline), deadline)
         if old is not None and self.static and new.credentials.password == old.credentials.password:
             new.credentials = replace(new.credentials, generation=old.credentials.generation)
             self.book.adopt(new)  # same static password: a renewal in all but name
@@ -258,7 +268,7 @@ class LeaseEngine(Revocations):
                         self.role, reason, old.credentials.username, creds.username,
                         creds.generation)
             self._emit(ev.LeaseRotated(self.role, creds, old.credentials, reason or "rotation"))
-            self.session.release_unused(self.book.accessors_in_use(), deadline)
+            self.session.release_unused(deadline)
         return new
 
     def _fetch(self, token: Secret | None, deadline: float) -> HeldLease:
@@ -273,11 +283,9 @@ class LeaseEngine(Revocations):
         except errors.VaultUnavailableError as exc:
             if exc.request_sent and exc.status is None:  # sent, and no answer came back
                 self.counters.orphans_suspected += 1
-                logger.warning(
-                    "a credentials request for role %r may have reached Vault without an "
-                    "answer; not retried blindly. Any lease it created belongs to the login "
-                    "token: revoked with it at close if this process owns the token, else it "
-                    "expires at the role's TTL", self.role)
+                logger.warning("a credentials request for role %r got no answer; not retried "
+                               "blindly: a lease it created dies with the login token (or at "
+                               "its TTL if the token was handed in)", self.role)
             raise
         self.counters.fetches += 1
         return self._held(d.username, d.password, d.lease_id, d.lease_duration, d.renewable,
@@ -285,39 +293,16 @@ class LeaseEngine(Revocations):
 
     def _held(self, username: str, password: str, lease_id: str | None, ttl: float,
               renewable: bool, accessor: str | None, now: float) -> HeldLease:
-        held = HeldLease(Credentials(username=username, password=password, lease_id=lease_id,
-                                     lease_duration=ttl, expires_at=wall_clock(now),
-                                     generation=0, renewable=renewable,
-                                     static=lease_id is None and self.static),
-                         accessor, now, ttl, ttl, unit=self.rng.uniform(-1, 1))
+        held = HeldLease.issued(username, password, lease_id, ttl, renewable, accessor, now,
+                                static=self.static, unit=self.rng.uniform(-1, 1))
         held.credentials = self._with_deadline(held)
         return held
 
-    def _with_relogin(self, call: Callable[[Secret | None], _T], deadline: float) -> _T:
-        """Run a Vault call; on 403 log in again once if the token is dead, then report."""
-        session = self.session
-        token = session.token.token if session.token else None
-        try:
-            return call(token)
-        except errors.PermissionDeniedError:
-            if session.token is not None and session.token_works(deadline):
-                raise  # the token works: the policy, not the token, is the problem
-            logger.warning("Vault denied a request for role %r: logging in again once in case "
-                           "the token is no longer valid", self.role)
-            session.drop("denied")
-            fresh = session.login(deadline)
-            return call(fresh.token)
-
-    # -- deadlines --------------------------------------------------------------------------
-
     def _with_deadline(self, held: HeldLease) -> Credentials:
-        """Credentials die with the lease or with the login token, whichever is first."""
-        end = held.expires
-        if not self.static:  # a static password ends when Vault rotates it: at its ttl
-            token_end = self.session.expires(held.token_accessor)
-            end = min(end, token_end) if token_end is not None else end
-        return held.credentials.with_deadline(end, held.granted_ttl, now=self.clock.monotonic(),
-                                              wall=self.clock.time())
+        """A static password ends when Vault rotates it (at its ttl); a lease may end earlier,
+        with the login token that created it."""
+        token_end = None if self.static else self.session.expires(held.token_accessor)
+        return held.with_deadline(token_end, now=self.clock.monotonic(), wall=self.clock.time())
 
     def _refresh_deadline(self) -> None:
         held = self.book.current
@@ -327,15 +312,3 @@ class LeaseEngine(Revocations):
         if self.current is not None and self.current.generation == held.credentials.generation \
                 and self.current.deadline > 0:
             self.current = held.credentials
-
-    # -- failures ---------------------------------------------------------------------------
-
-    def _report_expiry(self) -> None:
-        self._expired_reported = True
-        creds = self.current
-        if creds is None or creds.deadline <= 0:
-            return
-        logger.error("database credentials for role %r (user %r) expired before they could be "
-                     "replaced: new connections fail until Vault answers again", self.role,
-                     creds.username)
-        self._emit(ev.LeaseExpired(self.role, creds))

@@ -66,3 +66,12 @@ class FailureState:
         logger.log(level, "vaultdb: %s (attempt %d); current credentials valid for %s; retry in "
                    "%.1fs", exc, self.failures, f"{left:.1f}s" if left is not None else "n/a",
                    delay)
+
+    def report_expiry(self, creds: Credentials | None) -> None:
+        """The current credentials ran out before they could be replaced: say so, loudly."""
+        if creds is None or creds.deadline <= 0:
+            return
+        logger.error("database credentials for role %r (user %r) expired before they could be "
+                     "replaced: new connections fail until Vault answers again", self.role,
+                     creds.username)
+        self._emit(ev.LeaseExpired(self.role, creds))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .credentials import Credentials
+from .credentials import Credentials, wall_clock
 
 __all__ = ["HeldLease", "LeaseBook"]
 
@@ -31,10 +31,27 @@ class HeldLease:
     #: When a retired lease is revoked (end of its drain window); ``None`` while current.
     revoke_at: float | None = None
     revoke_attempts: int = 0
+    #: When Vault issued these credentials (renewals move ``granted_at``, never this).
+    issued_at: float = 0.0
+
+    @classmethod
+    def issued(cls, username: str, password: str, lease_id: str | None, ttl: float,
+               renewable: bool, accessor: str | None, now: float, *, static: bool,
+               unit: float) -> HeldLease:
+        """What Vault just issued (``now`` is when the request was sent)."""
+        creds = Credentials(username=username, password=password, lease_id=lease_id,
+                            lease_duration=ttl, expires_at=wall_clock(now), generation=0,
+                            renewable=renewable, static=static)
+        return cls(creds, accessor, now, ttl, ttl, unit=unit, issued_at=now)
 
     @property
     def expires(self) -> float:
         return self.granted_at + self.granted_ttl
+
+    def with_deadline(self, token_end: float | None, *, now: float, wall: float) -> Credentials:
+        """The credentials, valid until the lease ends or ``token_end``, whichever is first."""
+        end = self.expires if token_end is None else min(self.expires, token_end)
+        return self.credentials.with_deadline(end, self.granted_ttl, now=now, wall=wall)
 
     @property
     def lease_id(self) -> str | None:

@@ -13,13 +13,16 @@ from dataclasses import dataclass
 
 from ._schedule import LeaseAction, SchedulePolicy, plan_lease, plan_static_refresh
 
-__all__ = ["MAX_TTL_END", "STATIC_GRACE", "TOKEN_END", "Action", "EngineView", "Plan", "plan"]
+__all__ = ["MAX_AGE", "MAX_TTL_END", "STATIC_GRACE", "TOKEN_END", "Action", "EngineView", "Plan",
+           "plan"]
 
 #: Re-read a static role this long after Vault's rotation time.
 STATIC_GRACE = 0.5
-#: Why a rotation is due: the lease's ``max_ttl`` cap, or the login token's end.
+#: Why a rotation is due: the lease's ``max_ttl`` cap, the login token's end, or the
+#: credentials' maximum age (``rotate_after``).
 MAX_TTL_END = "max_ttl ahead"
 TOKEN_END = "login token end ahead"
+MAX_AGE = "maximum credential age reached"
 
 
 class Action(enum.Enum):
@@ -55,6 +58,8 @@ class EngineView:
     retry_at: float | None
     #: Deadline of the current credentials, while their expiry has not been reported yet.
     unreported_deadline: float | None
+    #: When the current credentials reach their maximum age (``rotate_after``), if set.
+    max_age_at: float | None = None
 
 
 def plan(now: float, view: EngineView, policy: SchedulePolicy) -> Plan:
@@ -93,6 +98,8 @@ def _maintenance(now: float, view: EngineView, policy: SchedulePolicy) -> Plan:
         why = TOKEN_END if token_end is not None and token_end == min(ends) else MAX_TTL_END
         chosen = (Plan(Action.ROTATE, lease.at, why) if lease.action is LeaseAction.ROTATE
                   else Plan(Action.RENEW_LEASE, lease.at))
+        if view.max_age_at is not None and view.max_age_at <= chosen.at:
+            chosen = Plan(Action.ROTATE, view.max_age_at, MAX_AGE)
     if view.token_renewal_at is not None and view.token_renewal_at < chosen.at:
         chosen = Plan(Action.RENEW_TOKEN, view.token_renewal_at)
     if view.retry_at is not None and chosen.at < view.retry_at:

@@ -40,6 +40,8 @@ class _Closable(Protocol):
 
 
 _providers: weakref.WeakSet[_Closable] = weakref.WeakSet()
+#: Forks this process came out of (as a child); login sessions reset once per fork.
+forks = 0
 _hooks_installed = False
 _sigterm_installed = False
 _hooks_lock = threading.Lock()
@@ -89,6 +91,8 @@ def _close_all_at_exit() -> None:
 def _after_fork_in_child() -> None:
     # Providers stay registered: after the reset they own nothing, and whatever they fetch
     # in the child is the child's to revoke. The SIGTERM handler survives fork the same way.
+    global forks
+    forks += 1
     for provider in list(_providers):
         provider._after_fork_in_child()
 

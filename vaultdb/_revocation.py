@@ -17,7 +17,7 @@ from . import events as ev
 from ._clock import Clock, LockLike
 from ._leases import HeldLease, LeaseBook
 from ._retry import RetryPolicy
-from ._session import LoginSession
+from ._session import LoginSession, SessionUser
 from .credentials import Credentials
 
 __all__ = ["Counters", "Revocations"]
@@ -56,6 +56,7 @@ class Revocations:
     current: Credentials | None
     request_timeout: float
     _emit: Callable[[ev.LeaseEvent], None]
+    user: SessionUser
 
     def _revoke_drained(self, now: float) -> None:
         deadline = now + 2 * self.request_timeout
@@ -71,7 +72,7 @@ class Revocations:
                 logger.warning("could not revoke lease %s (%s); it expires at its TTL",
                                held.lease_id, exc)
             self.book.forget(held)
-        self.session.release_unused(self.book.accessors_in_use(), deadline)
+        self.session.release_unused(deadline)
 
     def _revoke(self, held: HeldLease, deadline: float, attempts: int | None = None) -> None:
         creds = held.credentials
@@ -113,7 +114,7 @@ class Revocations:
                     self._revoke(held, deadline, attempts=EXIT_ATTEMPTS)
                 except errors.VaultDBError as exc:
                     logger.warning("could not revoke lease %s at exit: %s", held.lease_id, exc)
-            self.session.close(deadline)
+            self.session.detach(self.user, deadline)
             if self.counters.orphans_suspected and not (
                     self.session.token is None or self.session.token.owned):
                 logger.warning("%d credentials request(s) without an answer may have left a "

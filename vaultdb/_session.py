@@ -9,46 +9,106 @@ then they are revoked.
 The session's Vault client carries Vault's consistency index (``X-Vault-Index``, see
 :class:`vaultdb._vault.VaultClient`), so a standby that has not yet caught up with this
 session's login answers 412 ("not yet", retried) instead of 403 ("no such token").
+
+Several providers may share one session (several roles, several databases): one login, one
+token renewal stream, each lease still its own. The token is revoked when the last provider
+using the session closes; after ``fork`` the session resets once for all of them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from . import errors
+from . import _process, errors
 from . import events as ev
-from ._clock import Clock
+from ._clock import SYSTEM_CLOCK, Clock
+from ._http import Exchange
+from ._retry import RetryPolicy
 from ._schedule import SchedulePolicy, plan_token_renewal, renew_increment, token_needs_relogin
 from ._secret import Secret
-from ._vault import VaultClient
-from .auth import AuthMethod
+from ._vault import VaultClient, VaultSettings
+from .auth import AuthMethod, auth_from_env
 from .credentials import LoginToken
 
-__all__ = ["LoginSession"]
+__all__ = ["LoginSession", "SessionUser"]
 
 logger = logging.getLogger("vaultdb.lease")
+
+_T = TypeVar("_T")
 
 #: Old tokens remembered (as dead) after they ended, so a lease of theirs is known as gone.
 _DEAD_MEMORY = 64
 
 
-class LoginSession:
-    """One login to Vault and everything that depends on its token (see the module doc)."""
+@dataclass(eq=False)
+class SessionUser:
+    """A provider using a session: its role (for events), listeners, and its leases' tokens."""
 
-    def __init__(self, auth: AuthMethod, vault: VaultClient, *, clock: Clock,
-                 policy: SchedulePolicy, rng: random.Random,
-                 emit: Callable[[ev.LeaseEvent], None], role: str) -> None:
-        self.auth = auth
-        self.vault = vault
-        self.clock = clock
-        self.policy = policy
-        self.rng = rng
-        self._emit = emit
-        self._role = role
+    role: str
+    emit: Callable[[ev.LeaseEvent], None]
+    accessors_in_use: Callable[[], set[str]]
+
+
+class LoginSession:
+    """One login to Vault, shareable by several providers (see the module doc).
+
+    ``LoginSession(auth, vault_addr=...)``, then ``CredentialProvider("app-ro", session=s)``
+    and ``CredentialProvider("app-rw", session=s)``: one login and one token renewal for both.
+    The arguments are those of :class:`~vaultdb.CredentialProvider` that concern the login.
+    Constructing it does no I/O.
+    """
+
+    def __init__(self, auth: AuthMethod | None = None, *, vault_addr: str | None = None,
+                 namespace: str | None = None, verify: bool | str | None = None,
+                 request_timeout: float | None = None, renew_fraction: float = 2 / 3,
+                 jitter: float = 0.1, _clock: Clock = SYSTEM_CLOCK,
+                 _exchange: Exchange | None = None, _rng: random.Random | None = None) -> None:
+        settings = VaultSettings.resolve(vault_addr, namespace=namespace, verify=verify,
+                                         timeout=request_timeout)
+        self.auth = auth if auth is not None else auth_from_env()
+        self.clock = _clock
+        self.rng = _rng or random.Random()
+        self.policy = SchedulePolicy(renew_fraction=renew_fraction, jitter=jitter)
+        self.vault = VaultClient(settings, clock=_clock, exchange=_exchange, retry=RetryPolicy())
+        self.lock = _clock.lock()
+        self._users: list[SessionUser] = []
+        self._pid, self._forks = os.getpid(), _process.forks
         self.reset()
+
+    def __repr__(self) -> str:
+        return f"<LoginSession {self.auth.describe()} users={len(self._users)}>"
+
+    # -- who uses it ------------------------------------------------------------------------
+
+    def attach(self, user: SessionUser) -> None:
+        with self.lock:
+            self._users.append(user)
+
+    def detach(self, user: SessionUser, deadline: float) -> None:
+        """A provider closed: its leases are revoked; the last one out revokes the token."""
+        with self.lock:
+            if user in self._users:
+                self._users.remove(user)
+            if not self._users:
+                self.close(deadline)
+            else:
+                self.release_unused(deadline)
+
+    def reset_after_fork(self) -> None:
+        """Once per fork, whichever of the sharing providers notices it first."""
+        if (self._pid, self._forks) != (os.getpid(), _process.forks):
+            self._pid, self._forks = os.getpid(), _process.forks
+            self.lock = self.clock.lock()
+            self.reset()
+
+    def _emit(self, event: Callable[[str], ev.LeaseEvent]) -> None:
+        for user in list(self._users):
+            user.emit(event(user.role))
 
     def reset(self) -> None:
         """Forget every token (after fork: the parent's tokens are the parent's)."""
@@ -106,17 +166,23 @@ class LoginSession:
 
     # -- logging in and renewing ------------------------------------------------------------
 
-    def ensure(self, *, lease_ttl: float, deadline: float, long_lived: bool) -> LoginToken:
+    def ensure(self, *, lease_ttl: float, deadline: float, long_lived: bool,
+               policy: SchedulePolicy) -> LoginToken:
         """A token good enough to fetch a lease under (logs in when there is none)."""
-        now = self.clock.monotonic()
-        token = self.token
-        if token is None or not token.is_alive(now) or (long_lived and token_needs_relogin(
-                now=now, token_hard_end=token.max_deadline, token_expires=token.expires,
-                lease_ttl=lease_ttl, policy=self.policy)):
-            token = self.login(deadline)
-        return token
+        with self.lock:
+            now = self.clock.monotonic()
+            token = self.token
+            if token is None or not token.is_alive(now) or (long_lived and token_needs_relogin(
+                    now=now, token_hard_end=token.max_deadline, token_expires=token.expires,
+                    lease_ttl=lease_ttl, policy=policy)):
+                token = self.login(deadline)
+            return token
 
     def login(self, deadline: float) -> LoginToken:
+        with self.lock:
+            return self._login(deadline)
+
+    def _login(self, deadline: float) -> LoginToken:
         now = self.clock.monotonic()  # sent at: Vault's TTL counts from before the answer
         result = self.vault.login(self.auth, deadline=deadline)
         self._dead.pop(result.accessor, None)
@@ -130,15 +196,24 @@ class LoginSession:
         self.logins += 1
         logger.info("logged in to Vault with %s (token accessor %s, ttl %.0fs, renewable %s)",
                     self.auth.describe(), result.accessor, result.ttl, result.renewable)
-        self._emit(ev.LoginCreated(self._role, self.auth.method, result.accessor))
+        method, accessor = self.auth.method, result.accessor
+        self._emit(lambda role: ev.LoginCreated(role, method, accessor))
         if old is not None and old.accessor != result.accessor:
             self._old.append(old)
         return self.token
 
     def renew(self, deadline: float) -> bool:
         """Renew the current token; False when Vault rejected it (it is dropped)."""
+        with self.lock:
+            due = self.renewal_due()
+            if self.token is not None and (due is None or due > self.clock.monotonic()):
+                return True  # a provider sharing this session renewed it already
+            return self._renew(deadline)
+
+    def _renew(self, deadline: float) -> bool:
         token = self.token
-        assert token is not None
+        if token is None:
+            return False
         asked = renew_increment(token.ttl, self.policy)
         now = self.clock.monotonic()
         try:
@@ -153,7 +228,8 @@ class LoginSession:
         self._unit = self.rng.uniform(-1, 1)
         logger.info("renewed Vault login token (accessor %s) for %.0fs%s", token.accessor,
                     renewal.ttl, " (capped by the token's max TTL)" if capped else "")
-        self._emit(ev.LoginRenewed(self._role, token.accessor, renewal.ttl))
+        accessor, ttl = token.accessor, renewal.ttl
+        self._emit(lambda role: ev.LoginRenewed(role, accessor, ttl))
         return True
 
     def drop(self, why: str) -> None:
@@ -164,9 +240,32 @@ class LoginSession:
         logger.warning("Vault login token (accessor %s) was %s: logging in again; leases "
                        "created with it are gone, so credentials will rotate", token.accessor,
                        why)
-        self._emit(ev.LoginExpired(self._role, token.accessor))
+        accessor = token.accessor
+        self._emit(lambda role: ev.LoginExpired(role, accessor))
         self._remember_dead(token.accessor, self.clock.monotonic())
         self.token = None
+
+    def with_relogin(self, call: Callable[[Secret | None], _T], deadline: float) -> _T:
+        """Run a Vault call with the token; on 403 log in again once if the token is dead.
+
+        A 403 is a dead token only when ``lookup-self`` fails too; otherwise the policy is
+        the problem and the 403 is raised as it is.
+        """
+        token = self.token.token if self.token else None
+        try:
+            return call(token)
+        except errors.PermissionDeniedError:
+            with self.lock:
+                if self.token is not None and self.token.token != token:
+                    fresh = self.token  # a provider sharing this session logged in meanwhile
+                elif self.token is not None and self.token_works(deadline):
+                    raise
+                else:
+                    logger.warning("Vault denied a request: logging in again once in case "
+                                   "the token is no longer valid")
+                    self.drop("denied")
+                    fresh = self._login(deadline)
+            return call(fresh.token)
 
     def token_works(self, deadline: float) -> bool:
         """Ask Vault whether the current token still works (the default policy allows it)."""
@@ -183,8 +282,11 @@ class LoginSession:
 
     # -- retiring tokens --------------------------------------------------------------------
 
-    def release_unused(self, in_use: set[str], deadline: float) -> None:
+    def release_unused(self, deadline: float) -> None:
         """Revoke old tokens this process created once no held lease was created with them."""
+        in_use: set[str] = set()
+        for user in self._users:
+            in_use |= user.accessors_in_use()
         for token in list(self._old):
             if token.accessor in in_use:
                 continue
@@ -193,7 +295,10 @@ class LoginSession:
             self._remember_dead(token.accessor, self.clock.monotonic())
 
     def close(self, deadline: float) -> None:
-        """Revoke every token this process created (their leases go with them)."""
+        """Revoke every token this process created (their leases go with them).
+
+        Called when the last provider using the session closes.
+        """
         for token in [*self._old, *([self.token] if self.token else [])]:
             self._revoke(token, deadline)
             self._remember_dead(token.accessor, self.clock.monotonic())

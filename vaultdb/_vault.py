@@ -237,10 +237,13 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
     if isinstance(exc, errors.VaultDBError):
         return exc
     if isinstance(exc, RedirectRefusedError):
-        return errors.ConfigurationError(
+        # Retryable: a standby answers 307 to the old leader during an election (seen with
+        # OpenBao 2.7.2), and the request was not processed. If it lasts, the message says
+        # what to configure.
+        return errors.VaultUnavailableError(
             f"Vault redirected elsewhere while trying to {operation} ({exc.detail}).",
-            hint="VAULT_ADDR (point it at the address that answers), or list the redirect's "
-            "host in VAULTDB_REDIRECT_HOSTS", **ctx)
+            hint="VAULT_ADDR (point it at a node or Service that forwards requests), or list "
+            "the redirect's host in VAULTDB_REDIRECT_HOSTS", request_sent=False, **ctx)
     if isinstance(exc, TransportError):
         if exc.kind == "tls":
             return errors.TLSConfigurationError(
@@ -272,6 +275,11 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
     if isinstance(exc, HTTPStatusError):
         status, found = exc.status, _clean(exc.errors)
         ctx.update(status=status, vault_errors=found)
+        if _contains(found, "active cluster node not found", "local node not active"):
+            return errors.VaultUnavailableError(
+                f"The Vault cluster has no active node (a leader election) while trying to "
+                f"{operation}.", hint="nothing if it passes in seconds; else the cluster's Raft "
+                "quorum (sys/storage/raft/configuration)", request_sent=True, **ctx)
         if status == 503 or _contains(found, "sealed"):
             return errors.VaultUnavailableError(
                 f"Vault is sealed or in standby while trying to {operation}.",
@@ -353,8 +361,8 @@ class _Impossible(Exception):
     """Raised while parsing an answer whose values no lease can have."""
 
 
-class VaultClient:
-    """Typed Vault endpoints with classified errors and bounded retries.
+class VaultCaller:
+    """How every Vault call is made: headers, deadline, classification, retries in place.
 
     Read-after-write consistency on a cluster whose standbys serve reads: the ``X-Vault-Index``
     of each answer is sent back with the next requests, so a node that has not yet seen this
@@ -385,9 +393,7 @@ class VaultClient:
         self._stale_answers = 0
 
     def __repr__(self) -> str:
-        return f"VaultClient(addr={self.settings.addr!r})"
-
-    # -- plumbing ---------------------------------------------------------------------------
+        return f"{type(self).__name__}(addr={self.settings.addr!r})"
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
                  params: dict[str, str] | None = None, token: Secret | None = None,
@@ -460,6 +466,11 @@ class VaultClient:
         retrying = self.retry.retrying(clock=self.clock, deadline=end, retry_if=retry_if,
                                        before_sleep=_log_retry, attempts=attempts)
         return retrying(attempt)
+
+
+
+class VaultClient(VaultCaller):
+    """Typed Vault endpoints with classified errors and bounded retries (see VaultCaller)."""
 
     # -- auth -------------------------------------------------------------------------------
 

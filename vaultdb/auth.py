@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigurationError
 
@@ -28,6 +28,8 @@ __all__ = [
     "KubernetesAuth",
     "TokenAuth",
     "auth_from_env",
+    "jwt_claims",
+    "jwt_expiry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,11 +54,26 @@ class AuthMethod(Protocol):
     def login_hint(self) -> str: ...
 
 
-def _read_secret_file(path: str | os.PathLike[str], what: str, setting: str) -> str:
+def _clean(value: str, what: str, setting: str, *, header: bool = False) -> str:
+    """Strip the whitespace around a secret, as a file or a Kubernetes Secret made
+    ``--from-file`` leaves it (a trailing newline). A value that travels in an HTTP header
+    (a token, a JWT) must then be visible ASCII; the error never shows the value."""
+    cleaned = value.strip()
+    if not cleaned:
+        raise ConfigurationError(f"The {what} is empty.", hint=setting)
+    if header and not (cleaned.isascii() and cleaned.isprintable() and " " not in cleaned):
+        raise ConfigurationError(
+            f"The {what} contains whitespace, control or non-ASCII characters, which a valid "
+            "one never has (two values in one, or a stray character?).", hint=setting)
+    return cleaned
+
+
+def _read_secret_file(path: str | os.PathLike[str], what: str, setting: str, *,
+                      header: bool = False) -> str:
     """Read a token-like file fresh, with errors that say what to check (never the content)."""
     p = Path(path)
     try:
-        value = p.read_text(encoding="utf-8").strip()
+        value = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigurationError(
             f"The {what} file {str(p)!r} does not exist.",
@@ -68,46 +85,60 @@ def _read_secret_file(path: str | os.PathLike[str], what: str, setting: str) -> 
             f"The {what} file {str(p)!r} is not readable by this process.",
             hint=f"{setting} and the file's permissions (fsGroup / runAsUser)",
         ) from None
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigurationError(
-            f"The {what} file {str(p)!r} could not be read ({exc.strerror}).", hint=setting
+            f"The {what} file {str(p)!r} could not be read ({reason}).", hint=setting
         ) from None
-    if not value:
-        raise ConfigurationError(f"The {what} file {str(p)!r} is empty.", hint=setting)
-    return value
+    return _clean(value, f"{what} file {str(p)!r}", setting, header=header)
 
 
-def jwt_expiry(token: str) -> float | None:
+def jwt_claims(token: str, *, source: str = "the JWT", setting: str = "the JWT's source"
+               ) -> dict[str, Any]:
+    """The claims of a JWT, unverified (Vault verifies them): the one place JWTs are decoded.
+
+    Used for early, clear errors (an expired or malformed token) and for ``vaultdb check``'s
+    summary. Raises :class:`ConfigurationError` naming ``setting``, never showing the token.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ConfigurationError(f"The JWT from {source} is not a JWT (three dot-separated "
+                                 "parts).", hint=setting)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:  # binascii.Error, UnicodeDecodeError and JSONDecodeError alike
+        claims = None
+    if not isinstance(claims, dict):
+        raise ConfigurationError(f"The JWT from {source} is not a JWT: its middle part is not "
+                                 "base64url-encoded JSON claims.", hint=setting)
+    return claims
+
+
+def jwt_expiry(token: str, *, source: str = "the JWT", setting: str = "the JWT's source"
+               ) -> float | None:
     """The ``exp`` claim of a JWT (unverified; Vault verifies), or ``None`` if absent.
 
-    An ``exp`` that is not a finite number (a string, NaN, a list) is a
-    :class:`ConfigurationError`: a token nobody can tell the expiry of is not one to send.
+    An ``exp`` that is not a finite number of seconds is a :class:`ConfigurationError`.
     """
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    exp = jwt_claims(token, source=source, setting=setting).get("exp")
     if exp is None:
         return None
     try:
-        number = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) \
-            else math.nan
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            raise TypeError
+        value = float(exp)
+    except (TypeError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value):
         raise ConfigurationError(
-            f"The JWT's exp claim is not a number of seconds (a {type(exp).__name__}).",
-            hint="the token file: its exp claim must be a NumericDate (RFC 7519)")
-    return number
+            f"The JWT from {source} has an 'exp' claim that is not a number of seconds "
+            f"(a {type(exp).__name__}).", hint=f"{setting}; the issuer of the token")
+    return value
 
 
 def _check_jwt(token: str, source: str, setting: str) -> str:
-    if token.count(".") != 2:
-        raise ConfigurationError(f"The JWT from {source} is not a JWT (three dot-separated parts).",
-                                 hint=setting)
-    exp = jwt_expiry(token)
+    token = _clean(token, f"JWT from {source}", setting, header=True)
+    exp = jwt_expiry(token, source=source, setting=setting)
     if exp is not None and exp < time.time():
         raise ConfigurationError(
             f"The JWT from {source} expired {int(time.time() - exp)} s ago.",
@@ -127,8 +158,9 @@ class KubernetesAuth:
     method: str = field(default="kubernetes", init=False)
 
     def login_payload(self) -> dict[str, str]:
-        jwt = _read_secret_file(self.token_path, "service-account token", "token_path")
-        return {"role": self.role, "jwt": _check_jwt(jwt, repr(self.token_path), "token_path")}
+        setting = "VAULTDB_TOKEN_PATH (token_path)"
+        jwt = _read_secret_file(self.token_path, "service-account token", setting, header=True)
+        return {"role": self.role, "jwt": _check_jwt(jwt, repr(self.token_path), setting)}
 
     def describe(self) -> str:
         return f"kubernetes auth at auth/{self.mount}, role {self.role!r}"
@@ -156,11 +188,12 @@ class JWTAuth:
 
     def login_payload(self) -> dict[str, str]:
         if self.token_path:
-            jwt = _read_secret_file(self.token_path, "JWT", "token_path")
+            setting = "VAULTDB_TOKEN_PATH (token_path)"
+            jwt = _read_secret_file(self.token_path, "JWT", setting, header=True)
             source = repr(self.token_path)
         else:
-            jwt, source = str(self.jwt), "the jwt argument"
-        return {"role": self.role, "jwt": _check_jwt(jwt, source, "token_path / jwt")}
+            jwt, source, setting = str(self.jwt), "the jwt argument", "the jwt argument"
+        return {"role": self.role, "jwt": _check_jwt(jwt, source, setting)}
 
     def describe(self) -> str:
         return f"jwt auth at auth/{self.mount}, role {self.role!r}"
@@ -181,12 +214,14 @@ class AppRoleAuth:
     method: str = field(default="approle", init=False)
 
     def login_payload(self) -> dict[str, str]:
-        payload = {"role_id": self.role_id}
+        payload = {"role_id": _clean(self.role_id, "AppRole role id",
+                                     "VAULTDB_ROLE_ID (role_id)")}
         if self.secret_id_path:
-            payload["secret_id"] = _read_secret_file(self.secret_id_path, "AppRole secret id",
-                                                     "secret_id_path")
+            payload["secret_id"] = _read_secret_file(
+                self.secret_id_path, "AppRole secret id", "VAULTDB_SECRET_ID_PATH (secret_id_path)")
         elif self.secret_id:
-            payload["secret_id"] = self.secret_id
+            payload["secret_id"] = _clean(self.secret_id, "AppRole secret id",
+                                          "VAULTDB_SECRET_ID (secret_id)")
         return payload
 
     def describe(self) -> str:
@@ -211,8 +246,10 @@ class TokenAuth:
     method: str = field(default="token", init=False)
 
     def read_token(self) -> str:
+        """The token to send: stripped like a token file, refused if no header can carry it."""
         if self.token_path:
-            return _read_secret_file(self.token_path, "Vault token", "token_path")
+            return _read_secret_file(self.token_path, "Vault token",
+                                     "VAULTDB_VAULT_TOKEN_PATH (token_path)", header=True)
         from .settings import environ, raw
 
         token = self.token or raw(environ(), "VAULT_TOKEN")
@@ -220,7 +257,8 @@ class TokenAuth:
             raise ConfigurationError(
                 "No Vault token is configured.",
                 hint="VAULT_TOKEN (or BAO_TOKEN), or TokenAuth(token_path=...)")
-        return token
+        return _clean(token, "Vault token", "VAULT_TOKEN / BAO_TOKEN (TokenAuth token=)",
+                      header=True)
 
     def login_payload(self) -> dict[str, str]:
         return {}

@@ -26,11 +26,9 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import LeaseEngine
 from ._http import Exchange
 from ._renewer import Renewer
-from ._retry import RetryPolicy
 from ._schedule import SchedulePolicy
 from ._session import LoginSession
-from ._vault import VaultClient, VaultSettings
-from .auth import AuthMethod, auth_from_env
+from .auth import AuthMethod
 from .credentials import Credentials
 from .errors import ConfigurationError, ProviderClosedError, VaultDBError
 
@@ -85,6 +83,14 @@ class CredentialProvider:
         Kubernetes grace period).
     :param handle_sigterm: install a revoke-then-exit SIGTERM handler when SIGTERM is otherwise
         unhandled (never replaces a server's own handler).
+    :param rotate_after: rotate dynamic credentials once they are this many seconds old, even
+        when Vault would renew them further, so the life left before ``max_ttl`` is always a
+        buffer against a Vault outage (``None``: rotate only before ``max_ttl`` or the token's
+        end).
+    :param session: a :class:`~vaultdb.LoginSession` shared with other providers (one login
+        and one token renewal for several roles or databases); its settings then replace
+        ``auth``, ``vault_addr``, ``namespace``, ``verify`` and ``request_timeout``. Without
+        one the provider logs in on its own.
     """
 
     def __init__(
@@ -104,6 +110,8 @@ class CredentialProvider:
         renew_fraction: float = 2 / 3,
         jitter: float = 0.1,
         handle_sigterm: bool = True,
+        session: LoginSession | None = None,
+        rotate_after: float | None = None,
         _clock: Clock = SYSTEM_CLOCK,
         _exchange: Exchange | None = None,
         _rng: random.Random | None = None,
@@ -114,15 +122,22 @@ class CredentialProvider:
         mount = mount.strip("/")
         if not mount:
             raise ConfigurationError("The secrets engine mount is empty.", hint="mount=...")
+        if rotate_after is not None and not rotate_after > 0:
+            raise ConfigurationError(f"rotate_after={rotate_after!r} must be a positive number "
+                                     "of seconds.", hint="rotate_after / VAULTDB_ROTATE_AFTER")
         self.role = role
         self.mount = mount
         self.static = static
         self.fetch_timeout = fetch_timeout
         self.revoke_timeout = revoke_timeout
         self.handle_sigterm = handle_sigterm
-        settings = VaultSettings.resolve(vault_addr, namespace=namespace, verify=verify,
-                                         timeout=request_timeout)
-        self.auth = auth if auth is not None else auth_from_env()
+        if session is None:
+            session = LoginSession(auth, vault_addr=vault_addr, namespace=namespace,
+                                   verify=verify, request_timeout=request_timeout,
+                                   renew_fraction=renew_fraction, jitter=jitter, _clock=_clock,
+                                   _exchange=_exchange, _rng=_rng)
+        self.session = session
+        self.auth = session.auth
         self._policy = SchedulePolicy(renew_fraction=renew_fraction, jitter=jitter,
                                       drain_seconds=drain_seconds)
         # The first listener wakes the renewer so it plans around credentials fetched on a
@@ -132,17 +147,13 @@ class CredentialProvider:
         ]
         # The clock, the transport and the randomness are injected by the lifetime simulation
         # (vaultdb.testing.sim); applications leave them alone.
-        self._clock = _clock
+        self._clock = _clock = session.clock
         self._now = _clock.monotonic
-        rng = _rng or random.Random()
-        retry = RetryPolicy()
-        vault = VaultClient(settings, clock=_clock, exchange=_exchange, retry=retry)
-        session = LoginSession(self.auth, vault, clock=_clock, policy=self._policy, rng=rng,
-                               emit=self._dispatch, role=role)
         self._engine = LeaseEngine(role=role, mount=mount, static=static, session=session,
-                                   policy=self._policy, retry=retry, clock=_clock,
-                                   emit=self._dispatch, rng=rng,
-                                   request_timeout=settings.timeout)
+                                   policy=self._policy, retry=session.vault.retry, clock=_clock,
+                                   emit=self._dispatch, rng=session.rng,
+                                   request_timeout=session.vault.settings.timeout,
+                                   rotate_after=rotate_after)
         self._state = ProviderState.NEW
         self._start_lock = threading.RLock()
         self._renewer: Renewer | None = None

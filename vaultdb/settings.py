@@ -21,7 +21,8 @@ from typing import Any
 from .auth import DEFAULT_SA_TOKEN_PATH
 from .errors import ConfigurationError
 
-__all__ = ["ENVIRONMENT", "SETTINGS", "EnvSetting", "Setting", "auth_from_env", "env_bool",
+__all__ = ["ENVIRONMENT", "LOGIN_SECRET_VARIABLES", "SETTINGS", "EnvSetting", "Setting",
+           "auth_from_env", "env_bool",
            "env_float", "env_from_params", "environ", "provider_kwargs", "url_params",
            "vault_connection"]
 
@@ -362,3 +363,10 @@ def env_from_params(params: Mapping[str, str | tuple[str, ...]], env: Mapping[st
         for alias in setting.aliases:  # the URL wins over BAO_* spellings too
             merged.pop(alias, None)
     return merged
+
+
+#: The variables that carry a login secret by value (not a path, not a choice of method):
+#: ``vaultdb exec`` removes exactly these from the environment of the command it runs. A login
+#: method that reads another secret from the environment adds it here.
+LOGIN_SECRET_VARIABLES: tuple[str, ...] = (
+    "VAULT_TOKEN", "BAO_TOKEN", "VAULTDB_ROLE_ID", "VAULTDB_SECRET_ID")

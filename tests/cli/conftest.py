@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from clitools import SECRETS_TABLE, App
 
-from vaultdb.testing import VaultDBStack, default_creation_statements
+from vaultdb.testing import FaultProxy, VaultDBStack, default_creation_statements
 
 
 @pytest.fixture
@@ -40,3 +40,10 @@ def app(make_app: Callable[..., App]) -> App:
     return make_app()
 
 
+
+
+@pytest.fixture
+def proxy(vaultdb_stack: VaultDBStack) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the stack's OpenBao (point VAULT_ADDR at it)."""
+    with FaultProxy(vaultdb_stack.vault_addr, upstream_timeout=10) as p:
+        yield p

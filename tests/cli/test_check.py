@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
 from collections.abc import Callable
 
-from clitools import App, free_port_url, run_cli
+from clitools import CLI, App, Background, free_port_url, run_cli
 
-from vaultdb.testing import APP_POLICY_HCL, wait_for
+from vaultdb.testing import APP_POLICY_HCL, FaultProxy, wait_for
 
 
 def _lines(output: str, status: str) -> dict[str, str]:
@@ -154,3 +157,92 @@ def test_expired_token_file_fails_at_auth_with_hint(app: App) -> None:
     assert result.returncode == 1
     assert "expired" in _lines(result.stdout, "FAIL")["auth"]
     assert "kubelet" in _hint_after(result.stdout, "auth")
+
+
+def _lease_ttls(app: App) -> list[int]:
+    """TTLs Vault has left on this role's leases (looked up with the root token)."""
+    client = app.stack.root_client()
+    prefix = f"database/creds/{app.role}/"
+    try:
+        keys = client.sys.list_leases(prefix)["data"]["keys"]
+    except Exception:  # hvac raises InvalidPath when there is none
+        return []
+    return [int(client.sys.read_lease(prefix + key)["data"]["ttl"]) for key in keys]
+
+
+def test_probe_lease_renewed_by_a_small_increment_when_it_cannot_be_revoked(
+        make_app: Callable[..., App], vaultdb_role_name: str) -> None:
+    # A token handed in (never revoked by the check) whose policy cannot revoke leases: the
+    # probe lease survives the check, so its renewal decides how long the user lives on.
+    app = make_app(default_ttl=30, max_ttl=3600)
+    policy = f"{vaultdb_role_name}-norevoke"
+    app.stack.write_policy(policy, APP_POLICY_HCL.replace('path "sys/leases/revoke"',
+                                                          'path "sys/leases/revoke-nothing"'))
+    token = app.stack.create_token(policies=[policy], ttl=3600)
+    result = run_cli(["check"], app.env(VAULTDB_AUTH_METHOD="token", VAULT_TOKEN=token))
+    assert result.returncode == 1, result.stdout + result.stderr
+    ttls = _lease_ttls(app)
+    assert ttls and max(ttls) <= 10, ttls  # not the role's max_ttl (an hour)
+    ok, warn = _lines(result.stdout, "ok"), _lines(result.stdout, "warn")
+    assert "renewed by 10s" in ok["renewal"], result.stdout  # 3 x drain (1 s), at least 10 s
+    assert "lease could not be revoked" in warn["cleanup"]
+    assert "sys/leases/revoke" in _hint_after(result.stdout, "cleanup")
+    wait_for(lambda: app.users() == set(), timeout=30)
+    assert token not in result.stdout + result.stderr
+
+
+def test_hints_read_as_sentences(app: App) -> None:
+    env = app.env()
+    del env["VAULTDB_ROLE"]
+    outputs = [run_cli(["check"], env).stdout,
+               run_cli(["check"], app.env(VAULTDB_AUTH_ROLE="no-such-role")).stdout,
+               run_cli(["check", "--role", "no-such-db-role"], app.env()).stdout,
+               run_cli(["check"], app.env(VAULT_ADDR=free_port_url())).stdout]
+    assert _hint_after(outputs[0], "config") == "Set VAULTDB_ROLE or pass --role."
+    assert _hint_after(outputs[3], "vault").startswith("Check VAULT_ADDR")
+    hints = [line.split("hint:", 1)[1].strip() for out in outputs for line in out.splitlines()
+             if "hint:" in line]
+    assert len(hints) >= 4
+    for hint in hints:
+        first = hint.split()[0]
+        assert first[0].isupper(), hint
+        assert hint.split()[:2] not in (["Check", "set"], ["Check", "add"], ["Check", "use"])
+        assert hint[-1] in ".}", hint
+
+
+def test_retry_warnings_are_notes_under_their_step_not_interleaved(
+        app: App, proxy: FaultProxy) -> None:
+    proxy.fail(503, match=r"auth/kubernetes/login")
+    result = subprocess.run([*CLI, "check"], env=app.env(VAULT_ADDR=proxy.addr),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=90)
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("vaultdb check (") and lines[-1].startswith("check FAILED")
+    assert not [li for li in lines if "WARNING" in li], result.stdout
+    auth = next(i for i, li in enumerate(lines) if "] auth " in li)
+    notes = [li for li in lines if "note:" in li]
+    assert notes and all("retried" in li and "auth/kubernetes/login" in li for li in notes), \
+        result.stdout
+    # The notes sit right under the step they belong to (after its hint).
+    assert lines[auth + 1].strip().startswith("hint:")
+    assert all("note:" in li for li in lines[auth + 2:auth + 2 + len(notes)]), result.stdout
+
+
+def test_sigterm_mid_check_still_revokes_everything(make_app: Callable[..., App],
+                                                    proxy: FaultProxy) -> None:
+    # TTLs far longer than the test: only a revocation can make the user go away.
+    app = make_app(default_ttl=600, max_ttl=1200, token_ttl=600)
+    proxy.delay(5, match=r"sys/leases/renew")
+    proc = Background(["check"], app.env(VAULT_ADDR=proxy.addr))
+    try:
+        wait_for(lambda: proxy.counts["PUT sys/leases/renew"] >= 1, timeout=60)
+        assert app.users(), "the check holds a lease while it renews"
+        proc.signal(signal.SIGTERM)
+        assert proc.finish() == 128 + signal.SIGTERM, proc.output
+    finally:
+        proc.kill()
+    assert "stopped by SIGTERM" in proc.output
+    assert re.search(r"\[ ok \] cleanup +revoked the lease, the login token", proc.output), \
+        proc.output
+    assert app.users() == set()

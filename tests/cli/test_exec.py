@@ -8,7 +8,7 @@ from pathlib import Path
 
 from clitools import App, Background, free_port_url, python_child, run_cli
 
-from vaultdb.testing import wait_for
+from vaultdb.testing import FaultProxy, wait_for
 
 # A child that uses the exported credentials the way libpq tools do (PGUSER/PGPASSWORD plus
 # the stack's PGHOST/PGPORT/PGDATABASE), reports session_user, and handles signals.
@@ -153,7 +153,7 @@ def test_vault_unreachable_exits_125_with_hint(app: App) -> None:
     result = run_cli(["exec", "--", "true"],
                      app.env(VAULT_ADDR=free_port_url(), VAULTDB_FETCH_TIMEOUT="2"))
     assert result.returncode == 125
-    assert "hint: check VAULT_ADDR" in result.stderr
+    assert "hint: Check VAULT_ADDR" in result.stderr
 
 
 def test_usage_errors(app: App) -> None:
@@ -172,3 +172,79 @@ def test_psql(app: App) -> None:
     session, current = result.stdout.strip().split("|")
     assert f"-{app.role[:8]}-" in session and current == "app_owner"
     assert app.users() == set()
+
+
+SHOW_ENV = """
+import os
+for name in sorted(os.environ):
+    if name.startswith(("VAULT", "BAO_", "PG")):
+        print("env", name, flush=True)
+"""
+
+
+def test_the_command_gets_no_login_secret_and_nothing_else_is_removed(
+        app: App, tmp_path: Path) -> None:
+    role_id, secret_id = app.stack.create_approle(f"{app.role}-ar")
+    token = app.stack.create_token()
+    env = app.env(VAULTDB_AUTH_METHOD="approle", VAULTDB_ROLE_ID=role_id,
+                  VAULTDB_SECRET_ID=secret_id, VAULT_TOKEN=token, BAO_TOKEN=token,
+                  VAULTDB_SECRET_ID_PATH="", VAULT_NAMESPACE="", VAULTDB_MOUNT="database")
+    result = run_cli(["exec", "--", *python_child(tmp_path, "env.py", SHOW_ENV)], env)
+    assert result.returncode == 0, result.stderr
+    seen = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("env ")}
+    assert not seen & {"VAULT_TOKEN", "BAO_TOKEN", "VAULTDB_ROLE_ID", "VAULTDB_SECRET_ID"}
+    expected = {k for k in env if k.startswith(("VAULT", "BAO_", "PG"))}
+    expected -= {"VAULT_TOKEN", "BAO_TOKEN", "VAULTDB_ROLE_ID", "VAULTDB_SECRET_ID"}
+    assert seen == expected | {"PGUSER", "PGPASSWORD"}
+    for secret in (role_id, secret_id, token):
+        assert secret not in result.stdout + result.stderr
+    assert app.users() == set()
+
+
+def test_a_token_with_a_trailing_newline_works(app: App, tmp_path: Path) -> None:
+    # A Kubernetes Secret made with --from-file keeps the file's newline in the variable.
+    token = app.stack.create_token()
+    env = app.env(VAULTDB_AUTH_METHOD="token", VAULT_TOKEN=token + "\n")
+    result = run_cli(["exec", "--", *python_child(tmp_path, "ok.py", "print('ran')")], env)
+    assert result.returncode == 0, result.stderr
+    assert "ran" in result.stdout
+    assert token not in result.stdout + result.stderr
+    assert app.users() == set()
+
+
+def test_sigterm_during_the_first_login_revokes_and_never_starts_the_command(
+        make_app: Callable[..., App], proxy: FaultProxy, tmp_path: Path) -> None:
+    # Long TTLs: a user still there after exit would stay, so only a revocation removes it.
+    app = make_app(default_ttl=600, max_ttl=1200, token_ttl=600)
+    proxy.delay(3, match=r"/creds/")
+    proc = Background(["exec", "-v", "--", *python_child(tmp_path, "worker.py", WORKER)],
+                      app.env(VAULT_ADDR=proxy.addr, VAULTDB_FETCH_TIMEOUT="20"))
+    try:
+        wait_for(lambda: any("/creds/" in k for k in proxy.counts), timeout=30)
+        proc.signal(signal.SIGTERM)  # the credentials request is in flight
+        assert proc.finish() == 128 + signal.SIGTERM, proc.output
+    finally:
+        proc.kill()
+    assert "start pid" not in proc.output
+    assert "SIGTERM received before the command started" in proc.output
+    assert app.users() == set()  # revoked before exit, not left for the TTL
+    assert proxy.counts["PUT sys/leases/revoke"] >= 1
+    assert proxy.counts["POST auth/token/revoke-self"] >= 1
+
+
+def test_command_is_stopped_when_rotation_fails_for_good(
+        make_app: Callable[..., App], proxy: FaultProxy, tmp_path: Path) -> None:
+    app = make_app(default_ttl=4, max_ttl=20)
+    proc = Background(["exec", "--grace", "5", "--", *python_child(tmp_path, "worker.py", WORKER)],
+                      app.env(VAULT_ADDR=proxy.addr, VAULTDB_REQUEST_TIMEOUT="1",
+                              VAULTDB_REVOKE_TIMEOUT="2", EXIT_ON_TERM="0"))
+    try:
+        proc.wait_for(r"start pid=")
+        proxy.blackhole()  # Vault gone: no renewal, no new credentials
+        proc.wait_for(r"got SIGTERM", timeout=60)
+        assert proc.finish() == 125, proc.output
+    finally:
+        proc.kill()
+    assert "expired and could not be replaced" in proc.output
+    proxy.passthrough()
+    wait_for(lambda: app.users() == set(), timeout=30)  # Vault ends the expired lease itself

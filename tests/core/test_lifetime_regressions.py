@@ -53,3 +53,21 @@ def test_rotated_out_lease_is_revoked_when_its_drain_ends_after_a_token_renewal(
              timeout=20)
     assert first.username not in database_users_of_role(vaultdb_stack, vaultdb_role_name)
     assert provider.status().logins == 1  # renewed, never logged in again
+
+
+def test_rotate_after_rotates_renewable_credentials_at_their_maximum_age(
+        vaultdb_provider_factory, vaultdb_stack: VaultDBStack, vaultdb_role_name: str) -> None:
+    """rotate_after: a 60 s lease Vault would renew for two minutes rotates every 2 s."""
+    from vaultdb import LeaseRotated
+
+    provider = vaultdb_provider_factory(default_ttl=60, max_ttl=120, drain_seconds=0.5,
+                                        rotate_after=2)
+    rotations: list[LeaseRotated] = []
+    provider.subscribe(rotations.append, LeaseRotated)
+    first = provider.credentials()
+    wait_for(lambda: len(rotations) >= 2, timeout=20)
+    assert {r.reason for r in rotations} == {"maximum credential age reached"}
+    assert rotations[0].previous.generation == first.generation
+    wait_for(lambda: first.username not in database_users_of_role(vaultdb_stack,
+                                                                  vaultdb_role_name), timeout=10)
+    assert provider.status().renewals == 0

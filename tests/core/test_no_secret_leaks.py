@@ -6,6 +6,8 @@ import logging
 import subprocess
 import sys
 
+import pytest
+
 from vaultdb import AppRoleAuth, JWTAuth, LeaseEvent, TokenAuth
 from vaultdb.testing import wait_for
 
@@ -54,3 +56,29 @@ def test_import_starts_no_thread_and_opens_no_socket():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_no_secret_in_frame_locals_or_chains_of_a_failed_fetch(vaultdb_stack,
+                                                                 vaultdb_role_name) -> None:
+    """What an error tracker records (every frame's locals, chained exceptions): an AppRole
+    login whose token lacks the policy for the role, so the credentials read is refused."""
+    import traceback
+
+    from vaultdb import CredentialProvider, PermissionDeniedError
+
+    vaultdb_stack.create_database_role(vaultdb_role_name, default_ttl=30, max_ttl=60)
+    role_id, secret_id = vaultdb_stack.create_approle(vaultdb_role_name, policies=("default",))
+    with CredentialProvider(vaultdb_role_name, auth=AppRoleAuth(role_id, secret_id),
+                            vault_addr=vaultdb_stack.vault_addr, handle_sigterm=False,
+                            fetch_timeout=3) as provider:
+        with pytest.raises(PermissionDeniedError) as info:
+            provider.credentials()
+        error = info.value
+        # The frames below this test's own (which holds the secret id to build the login).
+        assert error.__traceback__ is not None
+        captured = "".join(traceback.TracebackException(
+            type(error), error, error.__traceback__.tb_next, capture_locals=True).format())
+        token = provider._engine.session.token.token.reveal()
+    assert "vaultdb/_engine.py" in captured  # the engine's frames are there, locals and all
+    assert token not in captured and secret_id not in captured
+    assert error.__cause__ is None

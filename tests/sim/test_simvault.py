@@ -433,9 +433,13 @@ def test_bad_gateway_is_not_json() -> None:
 
 
 def test_redirects_point_at_another_address_and_vaulthttp_follows() -> None:
+    """Followed because the other address is allowed (VAULTDB_REDIRECT_HOSTS); refused, with
+    the token kept home, otherwise (tests/unit/test_http_redirects.py)."""
     clock, vault = make(faults=FaultPlan(rates={"redirect": 0.5}))
     token, _ = vault.issue_token(TokenSpec(ttl=600))
-    http = VaultHTTP(ADDR, timeout=5, clock=clock, exchange=vault)
+    other = OTHER.split("://", 1)[1]
+    http = VaultHTTP(ADDR, timeout=5, clock=clock, exchange=vault,
+                     redirect_hosts=frozenset({other}))
     for _ in range(20):
         try:
             http.request("GET", "auth/token/lookup-self", token=token)

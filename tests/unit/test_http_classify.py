@@ -101,12 +101,14 @@ def test_malformed_answer_is_unavailable_and_counted_as_sent() -> None:
     assert error.request_sent is True
 
 
-def test_a_refused_redirect_is_a_configuration_error_naming_the_setting() -> None:
+def test_a_refused_redirect_is_retried_and_names_the_setting() -> None:
+    """A standby redirects to the old leader during an election: transient, not processed."""
     from vaultdb._http import RedirectRefusedError
 
     error = classify(RedirectRefusedError("307 to other.example:8200"), operation="log in",
                      method="POST", path="auth/approle/login")
-    assert isinstance(error, errors.ConfigurationError) and not error.retryable
+    assert isinstance(error, errors.VaultUnavailableError) and error.retryable
+    assert not error.request_sent
     assert "VAULTDB_REDIRECT_HOSTS" in str(error)
 
 
@@ -118,3 +120,11 @@ def test_redirect_hosts_and_unix_addresses_from_the_environment(
     settings = VaultSettings.resolve("unix:///run/bao/proxy.sock")
     assert settings.redirect_hosts == {"vault-0.vault:8200", "vault-1.vault"}
     assert settings.addr == "unix:///run/bao/proxy.sock"
+
+
+def test_a_leaderless_cluster_is_retryable_and_says_so() -> None:
+    exc = HTTPStatusError(500, ("local node not active but active cluster node not found",))
+    error = classify(exc, operation="renew the database lease", method="PUT",
+                     path="sys/leases/renew")
+    assert isinstance(error, errors.VaultUnavailableError) and error.retryable
+    assert "no active node" in str(error)

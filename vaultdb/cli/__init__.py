@@ -25,11 +25,40 @@ from collections.abc import Sequence
 
 from ..errors import VaultDBError
 
-__all__ = ["EXIT_USAGE", "error_lines", "main"]
+__all__ = ["EXIT_USAGE", "error_lines", "hint_sentence", "main"]
 
 logger = logging.getLogger("vaultdb.cli")
 
 EXIT_USAGE = 2
+
+
+#: First words that make a hint an instruction already ("set VAULTDB_ROLE ..."): it is only
+#: capitalised. Any other hint names what to check ("VAULT_ADDR and ...") and gets "Check".
+_IMPERATIVES = frozenset({
+    "add", "bind", "check", "create", "delete", "enable", "give", "grant", "install", "keep",
+    "lower", "make", "mount", "pass", "point", "prefer", "raise", "remove", "restart", "run",
+    "see", "set", "try", "unseal", "upgrade", "use", "wait", "write"})
+#: Words that make a hint a statement ("VAULT_ADDR must start with ...", "nothing: ...").
+_STATEMENT_WORDS = frozenset({"must", "is", "are", "should", "nothing:", "allowed:"})
+
+
+def hint_sentence(hint: str) -> str:
+    """A hint as a sentence of its own: ``Check VAULT_ADDR ...`` or ``Set VAULTDB_ROLE ...``.
+
+    Error hints are written to follow ``Check:`` in an exception message; the command line
+    prints them on their own line, where they must read as sentences.
+    """
+    text = hint.strip()
+    if not text or (text[0].isupper() and text[-1] in ".!?"):
+        return text  # written as a sentence already
+    words = text.split()
+    first = words[0].lower()
+    if first == "one" and len(words) > 1 and words[1] == "of":
+        text = "use " + text
+    elif first not in _IMPERATIVES and not _STATEMENT_WORDS & {w.lower() for w in words[:3]}:
+        text = "check " + text
+    text = text[0].upper() + text[1:]
+    return text + "." if text[-1].isalnum() or text[-1] in ")'\"" else text
 
 
 def error_lines(exc: BaseException) -> list[str]:
@@ -44,7 +73,7 @@ def error_lines(exc: BaseException) -> list[str]:
         text += " Vault said: " + "; ".join(exc.vault_errors)
     lines = [text]
     if exc.hint:
-        lines.append(f"hint: check {exc.hint}")
+        lines.append(f"hint: {hint_sentence(exc.hint)}")
     return lines
 
 

@@ -1,25 +1,45 @@
 """``vaultdb check``: a step-by-step preflight, run with the application's own environment.
 
 Each step prints one ``ok``/``FAIL``/``warn``/``skip`` line and, for a failure or warning, a
-concrete hint. A step whose prerequisite failed is skipped. Everything the check creates (a
-login token, one set of credentials) is revoked before it exits. Exit status: 0 when no step
-failed (warnings allowed unless ``--strict``), 1 when a step failed, 2 for a usage error.
+concrete hint written as a sentence. A step whose prerequisite failed is skipped. Warnings that
+vaultdb logs meanwhile (Vault calls being retried) are printed as notes under their step, never
+in the middle of the report.
+
+Everything the check creates (a login token, one set of credentials) is revoked before it
+exits, on every path: a failed step, an unexpected error, SIGINT, SIGTERM or SIGHUP (a closed
+``kubectl exec`` session), which stop the check and still clean up (exit 128+N). The probe
+lease is renewed only by what the settings questions need (see :meth:`Checker._lease_increment`),
+so a lease the check cannot revoke (a token handed in without ``update`` on
+``sys/leases/revoke``) ends soon by itself. Exit status: 0 when no step failed (warnings
+allowed unless ``--strict``), 1 when a step failed, 2 for a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..auth import AuthMethod, JWTAuth, KubernetesAuth, TokenAuth, auth_from_env, jwt_expiry
+from ..auth import (
+    AuthMethod,
+    JWTAuth,
+    KubernetesAuth,
+    TokenAuth,
+    auth_from_env,
+    jwt_claims,
+    jwt_expiry,
+)
 from ..errors import ConfigurationError, LeaseNotFoundError, VaultDBError
 from ..settings import env_bool, env_float
+from . import hint_sentence
+from ._steplog import HeldWarnings
 
 __all__ = ["CheckResult", "add_parser", "run"]
 
@@ -30,8 +50,13 @@ EXIT_FAILED = 1
 
 #: Vault's system default lease TTL (768 h): what a role without a TTL hands out.
 SYSTEM_DEFAULT_TTL = 768 * 3600
-#: Increment asked for when probing how far a lease or token can be renewed.
+#: Increment asked for when probing how far the check's own login token can be renewed (the
+#: token is revoked at the end, taking its leases with it).
 PROBE_INCREMENT = SYSTEM_DEFAULT_TTL
+#: The probe lease is never renewed by less than this (so it outlives the revocation step).
+LEASE_PROBE_FLOOR = 10.0
+#: Signals that stop the check; it cleans up first (a second one waits for the cleanup).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 
@@ -51,8 +76,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="preflight: Vault, login, policy, credentials, database, renewal, revocation",
         description="Check, step by step, that this environment can get, use, renew and revoke "
         "database credentials. Run it where the app runs (kubectl exec ... -- vaultdb check), "
-        "with the same environment. Everything it creates is revoked. Exit status: 0 passed, "
-        "1 a check failed, 2 usage error.")
+        "with the same environment. Everything it creates is revoked, also when a signal "
+        "stops it. Exit status: 0 passed, 1 a check failed, 2 usage error, 128+N stopped by "
+        "signal N.")
     p.add_argument("--role", help="database role (default: $VAULTDB_ROLE)")
     p.add_argument("--mount", help="database secrets engine mount (default: $VAULTDB_MOUNT or "
                    "'database')")
@@ -63,14 +89,45 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
+class _Stopped(BaseException):
+    """Raised by a stop signal's handler to unwind the steps (never caught by them)."""
+
+
+def _stop_on_signals(checker: Checker) -> dict[int, Any]:
+    """Turn SIGINT/SIGTERM/SIGHUP into an unwind through :meth:`Checker.run`'s cleanup."""
+
+    def stop(signum: int, frame: Any) -> None:
+        if checker.stop_signal is None:
+            checker.stop_signal = signum
+            if not checker.cleaning:
+                raise _Stopped
+        # A second signal, or one during the cleanup, waits for the cleanup to end.
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+
+
 def run(args: argparse.Namespace) -> int:
     checker = Checker(role=args.role, mount=args.mount, dsn=args.dsn,
                       echo=None if args.json else _print_result)
     if not args.json:
-        print(f"vaultdb check ({checker.describe_target()})")
-    results = checker.run()
+        print(f"vaultdb check ({checker.describe_target()})", flush=True)
+    previous = _stop_on_signals(checker)
+    try:
+        results = checker.run()
+    except _Stopped:
+        results = checker.results  # cleaned up on the way out of run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     failed = [r for r in results if r.status == FAIL or (args.strict and r.status == WARN)]
     code = EXIT_FAILED if failed else EXIT_OK
+    if checker.stop_signal is not None:
+        name = signal.Signals(checker.stop_signal).name
+        print(f"vaultdb check: stopped by {name}; cleaned up (see the cleanup line)",
+              file=sys.stderr, flush=True)
+        code = 128 + checker.stop_signal
     if args.json:
         doc = {"ok": not failed, "exit_code": code, "role": checker.role,
                "vault_addr": checker.vault_addr, "checks": [asdict(r) for r in results]}
@@ -88,6 +145,8 @@ def _print_result(result: CheckResult) -> None:
     print(f"  [{result.status:^4}] {result.name:<12} {result.summary}", flush=True)
     if result.hint:
         print(f"  {'':<6} {'':<12} hint: {result.hint}", flush=True)
+    for note in result.details.get("log", ()):
+        print(f"  {'':<6} {'':<12} note: {note}", flush=True)
 
 
 class Checker:
@@ -113,16 +172,25 @@ class Checker:
         self.lease_id: str | None = None
         self.lease_issued_at = 0.0
         self.lease_ttl = 0.0
-        self.lease_max: float | None = None
+        self.lease_max: float | None = None  # known when the probe renewal was capped
+        self.lease_at_least = 0.0
         self.username: str | None = None
         self._password: str | None = None
+        self.stop_signal: int | None = None
+        self.cleaning = False
+        self._reading = False  # a credentials request is in flight
+        self._log = HeldWarnings()
 
     def describe_target(self) -> str:
         return f"role {self.role or '?'!r}, Vault {self.vault_addr or '?'}"
 
     def _add(self, name: str, status: str, summary: str, hint: str | None = None,
              **details: Any) -> CheckResult:
-        result = CheckResult(name, status, summary, hint, details)
+        held = self._log.take()
+        if held:
+            details["log"] = held
+        result = CheckResult(name, status, summary, hint_sentence(hint) if hint else None,
+                             details)
         self.results.append(result)
         if self._echo is not None:
             self._echo(result)
@@ -132,8 +200,7 @@ class Checker:
         from . import error_lines
 
         lines = error_lines(exc)
-        hint = lines[1].removeprefix("hint: ") if len(lines) > 1 else None
-        self._add(name, FAIL, prefix + lines[0], hint, error=type(exc).__name__,
+        self._add(name, FAIL, prefix + lines[0], exc.hint, error=type(exc).__name__,
                   status_code=exc.status)
 
     def _skip(self, *names: str) -> None:
@@ -145,15 +212,17 @@ class Checker:
     def run(self) -> list[CheckResult]:
         steps = ["config", "vault", "auth", "policy", "credentials", "database", "renewal",
                  "revocation"]
-        try:
-            for i, step in enumerate(steps):
-                if not getattr(self, f"_step_{step}")():
-                    self._skip(*(s for s in steps[i + 1:] if s != "database" or self.dsn))
-                    break
-            else:
-                self._step_settings()
-        finally:
-            self._cleanup()
+        with self._log:
+            try:
+                for i, step in enumerate(steps):
+                    if not getattr(self, f"_step_{step}")():
+                        self._skip(*(s for s in steps[i + 1:] if s != "database" or self.dsn))
+                        break
+                else:
+                    self._step_settings()
+            finally:
+                self.cleaning = True
+                self._cleanup()
         return self.results
 
     def _step_config(self) -> bool:
@@ -215,7 +284,7 @@ class Checker:
             return ""
         payload = auth.login_payload()  # reads and validates the file (never printed)
         jwt = payload["jwt"]
-        claims = _claims(jwt)
+        claims = jwt_claims(jwt)
         exp = jwt_expiry(jwt)
         left = f", expires in {_duration(exp - time.time())}" if exp else ", no expiry"
         aud = claims.get("aud")
@@ -271,8 +340,8 @@ class Checker:
             caps = self.client.capabilities(list(need))
         except VaultDBError as exc:
             self._add("policy", WARN, f"could not read the token's capabilities ({exc.message})",
-                      "the default policy grants update on sys/capabilities-self; the next "
-                      "steps test the capabilities for real")
+                      "Nothing to do if the default policy is attached (it grants update on "
+                      "sys/capabilities-self); the next steps test the capabilities for real.")
             return True
         missing = {p: c for p, c in need.items()
                    if not ({c, "root", "sudo"} & set(caps.get(p, ()))) or "deny" in caps.get(p, ())}
@@ -297,10 +366,14 @@ class Checker:
                 self._add("credentials", OK, f"static user {s.username!r}, password rotates in "
                           f"{_duration(s.ttl)}", username=s.username, ttl=s.ttl)
                 return True
+            self._reading = True
             d = self.client.read_dynamic(self.mount, self.role)
         except VaultDBError as exc:
             self._fail("credentials", exc)
             return False
+        finally:
+            if self.stop_signal is None:
+                self._reading = False
         self.lease_id, self.lease_issued_at = d.lease_id, time.monotonic()
         self.username, self._password, self.lease_ttl = d.username, d.password, d.lease_duration
         renewable = "renewable" if d.renewable else "NOT renewable"
@@ -310,7 +383,7 @@ class Checker:
         if not d.renewable:
             self._add("renewable", WARN, "the lease is not renewable: every lease ends after its "
                       "TTL and vaultdb rotates each time",
-                      "normally a database role's leases are renewable; check the mount's tuning")
+                      "Check the mount's tuning: a database role's leases are normally renewable.")
         return True
 
     def _step_database(self) -> bool:
@@ -320,7 +393,7 @@ class Checker:
             import psycopg
         except ImportError:
             self._add("database", FAIL, "psycopg is not installed, so --dsn cannot be tested",
-                      "pip install 'vaultdb-creds[psycopg]'")
+                      "Install it: pip install 'vaultdb-creds[psycopg]'")
             return True
         conninfo = _conninfo(self.dsn)
         try:
@@ -342,19 +415,35 @@ class Checker:
         if self.static or self.lease_id is None:
             self._add("renewal", SKIP, "static role: Vault rotates the password, nothing to renew")
             return True
+        increment = self._lease_increment()
         try:
-            renewal = self.client.renew_lease(self.lease_id, PROBE_INCREMENT)
+            renewal = self.client.renew_lease(self.lease_id, increment)
         except VaultDBError as exc:
             self._fail("renewal", exc)
             return True
         age = time.monotonic() - self.lease_issued_at
-        self.lease_max = age + renewal.ttl
-        capped = renewal.ttl + 1 < PROBE_INCREMENT
-        cap_text = (f"the role's max_ttl ends the lease after about {_duration(self.lease_max)}"
-                    if capped else "no max_ttl cap seen")
-        self._add("renewal", OK, f"renewed: {cap_text}", granted=renewal.ttl,
-                  lease_max=self.lease_max)
+        self.lease_at_least = age + renewal.ttl
+        capped = renewal.ttl + 1 < increment
+        self.lease_max = self.lease_at_least if capped else None
+        cap_text = (f"the role's max_ttl ends the lease after about {_duration(age + renewal.ttl)}"
+                    if capped else f"no max_ttl cap within {_duration(increment)}")
+        self._add("renewal", OK, f"renewed by {_duration(increment)}: {cap_text}",
+                  increment=increment, granted=renewal.ttl, lease_max=self.lease_max)
         return True
+
+    def _lease_increment(self) -> int:
+        """Renew the probe lease by just what the settings questions need, never more.
+
+        A max_ttl shorter than three drain windows needs ``3 * drain``; a lease outliving the
+        login token needs the token's lifetime, asked only for the check's own token: Vault
+        revokes the lease with that token anyway, so asking adds no life to it. A lease the
+        check cannot revoke (a token handed in, revocation denied) thus ends within about
+        ``3 * drain`` seconds, not at the role's max_ttl.
+        """
+        need = max(3 * self.drain + 1, LEASE_PROBE_FLOOR)
+        if self.owned_token is not None and self.token_max is not None:
+            need = max(need, self.token_max + 2)
+        return round(need)  # Vault wants whole seconds
 
     def _step_revocation(self) -> bool:
         if self.lease_id is None:
@@ -390,16 +479,19 @@ class Checker:
 
     def _step_settings(self) -> None:
         lease_max, token_max = self.lease_max, self.token_max
-        if self.lease_ttl >= SYSTEM_DEFAULT_TTL * 0.99 or (
-                lease_max is not None and lease_max >= SYSTEM_DEFAULT_TTL * 0.99):
+        # A lease nobody renews (a crashed pod's) lives its default TTL: that is what to warn on.
+        if self.lease_ttl >= SYSTEM_DEFAULT_TTL * 0.99:
             self._add("ttl", WARN, "leases last 32 days (Vault's default): the role sets no "
                       "default_ttl/max_ttl, so a user left behind by a crashed pod stays a month",
                       f"set default_ttl (e.g. 1h) and max_ttl (e.g. 24h) on "
                       f"{self.mount}/roles/{self.role}")
-        if lease_max is not None and token_max is not None and token_max + 1 < lease_max:
+        lease_reach = lease_max if lease_max is not None else self.lease_at_least
+        if token_max is not None and lease_reach and token_max + 1 < lease_reach:
+            allows = (f"allows {_duration(lease_reach)}" if lease_max is not None
+                      else f"allows at least {_duration(lease_reach)}")
             self._add("token", WARN, f"a lease can outlive the login token: the token ends "
-                      f"after about {_duration(token_max)}, the lease's max_ttl allows "
-                      f"{_duration(lease_max)}; Vault revokes leases with their token, so "
+                      f"after about {_duration(token_max)}, the lease's max_ttl {allows}; "
+                      "Vault revokes leases with their token, so "
                       "credentials end early (vaultdb logs in again and rotates before that)",
                       "raise token_max_ttl (or token_ttl) of the auth role to at least the "
                       "database role's max_ttl, or lower max_ttl")
@@ -414,35 +506,57 @@ class Checker:
             self._add("settings", OK, "no risky lease or token settings found")
 
     def _cleanup(self) -> None:
-        """Revoke whatever is left: the lease (if a step failed) and our own login token."""
-        if self.client is None:
-            return
+        """Revoke whatever is left, on every path, and say so in one ``cleanup`` line.
+
+        The lease (if a step failed or was cut short) is revoked first, then the check's own
+        login token, which takes with it any lease still left, even one whose request was cut
+        off by a signal. A token handed in is never revoked.
+        """
+        if self.client is None or not (self.owned_token or self.lease_id or self._reading):
+            return  # nothing was created
+        done: list[str] = []
+        left: list[str] = []
+        lease_error: VaultDBError | None = None
         if self.lease_id is not None:
             try:
                 self.client.revoke_lease(self.lease_id)
                 self.lease_id = None
+                done.append("the lease")
+            except LeaseNotFoundError:
+                self.lease_id = None
             except VaultDBError as exc:
-                logger.debug("could not revoke the check's lease: %s", exc)
+                lease_error = exc
         if self.owned_token is not None:
             try:
-                # Revoking the token also revokes any lease it still has (Vault does this).
                 self.client.revoke_token(self.owned_token)
+                done.append("the login token" + (" (and the lease with it)"
+                                                 if self.lease_id or self._reading else ""))
+                self.lease_id, self._reading = None, False
             except VaultDBError as exc:
-                logger.warning("could not revoke the check's login token: %s", exc)
+                left.append(f"the login token could not be revoked ({exc.message}); it ends at "
+                            "its TTL")
             self.owned_token = None
-        elif self.lease_id is not None:
-            logger.warning("a lease of this check could not be revoked; it expires at its TTL")
+        if self.lease_id is not None:
+            why = f" ({lease_error.message})" if lease_error else ""
+            left.append(f"the lease could not be revoked{why}; it ends within about "
+                        f"{_duration(self._lease_left())}")
+        if self._reading:
+            left.append("a credentials request was cut off: a lease it created ends at the "
+                        "role's default TTL")
         if isinstance(self.auth, TokenAuth):
-            logger.debug("token handed in: not revoked")
+            done.append("not the token: it was handed in")
+        if left:
+            self._add("cleanup", WARN, "; ".join(left),
+                      "revoke it by hand (bao lease revoke -prefix <mount>/creds/<role>) or let "
+                      "it expire; the policy needs update on sys/leases/revoke")
+        else:
+            self._add("cleanup", OK, "revoked " + ", ".join(done) if done
+                      else "nothing left to revoke")
 
-
-def _claims(jwt: str) -> dict[str, Any]:
-    try:
-        part = jwt.split(".")[1]
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (IndexError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    def _lease_left(self) -> float:
+        """Seconds the probe lease has left at most, from what Vault last granted."""
+        granted = self.lease_at_least or self.lease_ttl
+        return max(0.0, granted - (time.monotonic() - self.lease_issued_at))
 
 
 def _conninfo(dsn: str) -> str:

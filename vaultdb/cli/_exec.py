@@ -8,9 +8,19 @@ with the fresh credentials or sends it a signal (``--on-rotate``). Signals are f
 exit status is the command's, and everything is revoked at the end -- so a Kubernetes Job
 finishes cleanly, which a Vault Agent sidecar never lets it do.
 
+The command never sees a login secret: every variable in
+:data:`vaultdb.settings.LOGIN_SECRET_VARIABLES` is removed from its environment, and nothing
+else. A stopping signal (SIGTERM, SIGINT, SIGQUIT, SIGHUP) that arrives during the first login
+is held until that login ends; then whatever it created is revoked and the command is never
+started. When rotation fails for good -- the credentials expired and no fresh ones replaced
+them (the provider's ``LeaseExpired``, with ``status().healthy`` still false) -- the command is
+stopped like on a restart and vaultdb exits 125, so an orchestrator starts it again from a
+fresh login instead of leaving it running on a database user Vault has dropped.
+
 Exit status: the command's own (128+N when a signal N killed it); 125 when vaultdb could not
-get credentials or is misconfigured, 126 when the command cannot be executed, 127 when it is
-not found, 2 for a usage error.
+get credentials, is misconfigured or lost them for good, 126 when the command cannot be
+executed, 127 when it is not found, 128+N when signal N stopped vaultdb before the command
+started, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from urllib.parse import quote
 from .. import events as ev
 from ..credentials import Credentials
 from ..errors import VaultDBError
+from ..settings import LOGIN_SECRET_VARIABLES
 
 __all__ = ["ExecOptions", "add_parser", "child_environment", "render_url", "run"]
 
@@ -51,8 +62,9 @@ EXIT_USAGE = 2
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
              signal.SIGUSR2)
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-#: Never given to the command: it has no use for Vault tokens.
-STRIPPED = ("VAULT_TOKEN", "BAO_TOKEN")
+#: Before the command runs, a hangup (a closed terminal or ``kubectl exec`` session) also stops
+#: vaultdb: there is nobody to hand the signal to yet.
+STOPPING_BEFORE_START = (*STOPPING, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -127,8 +139,8 @@ def render_url(template: str, creds: Credentials) -> str:
 
 def child_environment(base: Mapping[str, str], creds: Credentials, opts: ExecOptions
                       ) -> dict[str, str]:
-    """The command's environment: ours minus Vault tokens, plus the credentials."""
-    env = {k: v for k, v in base.items() if k not in STRIPPED}
+    """The command's environment: ours minus the login secrets, plus the credentials."""
+    env = {k: v for k, v in base.items() if k not in LOGIN_SECRET_VARIABLES}
     env.update(_credential_vars(creds, opts))
     return env
 
@@ -186,20 +198,22 @@ def run(args: argparse.Namespace) -> int:
             overrides[key] = value
     try:
         provider = CredentialProvider.from_env(None, **overrides)
-        creds = provider.credentials()
     except VaultDBError as exc:
-        from . import error_lines
-
-        for line in error_lines(exc):
-            print(f"vaultdb exec: {line}", file=sys.stderr)
-        return EXIT_VAULTDB
+        return _vaultdb_error(exc)
     try:
-        return Supervisor(provider, command, opts).run(creds)
+        return Supervisor(provider, command, opts).run()
     finally:
-        provider.close()
         if opts.env_file:
             with contextlib.suppress(OSError):
                 os.unlink(opts.env_file)
+
+
+def _vaultdb_error(exc: VaultDBError) -> int:
+    from . import error_lines
+
+    for line in error_lines(exc):
+        print(f"vaultdb exec: {line}", file=sys.stderr)
+    return EXIT_VAULTDB
 
 
 class Supervisor:
@@ -210,19 +224,23 @@ class Supervisor:
         self.command = list(command)
         self.opts = opts
         self.rotations: queue.Queue[ev.LeaseRotated] = queue.Queue()
+        self.expired: queue.Queue[ev.LeaseExpired] = queue.Queue()
         self.child: subprocess.Popen[bytes] | None = None
         self._child_pid: int | None = None  # cleared once reaped: never signal a reused pid
         self.stopping = False
+        self.stop_signal: int | None = None  # the first stopping signal received
         self._interactive = _foreground_tty()
 
     # -- signals ----------------------------------------------------------------------------
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
-        if signum in STOPPING:
+        pid = self._child_pid
+        if signum in STOPPING or (self.child is None and signum in STOPPING_BEFORE_START):
             self.stopping = True
+            if self.stop_signal is None:
+                self.stop_signal = signum
         if self._interactive and signum in (signal.SIGINT, signal.SIGQUIT):
             return  # the terminal sent it to the command as well
-        pid = self._child_pid
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -266,11 +284,19 @@ class Supervisor:
             code = child.wait()
         return self._reaped(child, code)
 
-    def _on_trouble(self, event: ev.LeaseEvent) -> None:
-        if isinstance(event, ev.LeaseExpired):
-            logger.error("credentials of user %r expired before new ones could be fetched: the "
-                         "command's new connections will fail until Vault answers",
-                         event.credentials.username)
+    def _lost_for_good(self) -> bool:
+        """Whether credentials expired and are still not replaced (rotation failed for good)."""
+        event: ev.LeaseExpired | None = None
+        with contextlib.suppress(queue.Empty):
+            while True:
+                event = self.expired.get_nowait()
+        if event is None or self.provider.status().healthy:
+            return False  # nothing expired, or fresh credentials already replaced them
+        message = (f"credentials of user {event.credentials.username!r} expired and could not "
+                   "be replaced (Vault unreachable or refusing): stopping the command")
+        logger.error(message)
+        print(f"vaultdb exec: {message}", file=sys.stderr, flush=True)
+        return True
 
     def _rotate(self, event: ev.LeaseRotated) -> int | None:
         """React to a rotation; returns an exit status if the command ended meanwhile."""
@@ -301,35 +327,56 @@ class Supervisor:
                 child.send_signal(signal.SIGTERM)
         return None
 
-    def run(self, creds: Credentials) -> int:
-        self.provider.subscribe(self.rotations.put, ev.LeaseRotated)
-        self.provider.subscribe(self._on_trouble, ev.LeaseExpired)
+    def run(self) -> int:
+        """Log in, run the command, and revoke at the end; returns the exit status."""
+        # Handlers first: a SIGTERM during the first login must not kill vaultdb between a
+        # lease being created and it being revoked.
         previous = self._install_signals()
         try:
-            try:
-                child = self._spawn(creds)
-            except FileNotFoundError:
-                print(f"vaultdb exec: {self.command[0]}: command not found", file=sys.stderr)
-                return EXIT_NOT_FOUND
-            except PermissionError:
-                print(f"vaultdb exec: {self.command[0]}: permission denied", file=sys.stderr)
-                return EXIT_CANNOT_EXECUTE
-            while True:
-                try:
-                    rotated: ev.LeaseRotated | None = self.rotations.get(timeout=0.1)
-                except queue.Empty:
-                    rotated = None
-                child = self.child or child
-                code = child.poll()
-                if code is not None:
-                    return _exit_status(self._reaped(child, code))
-                if rotated is not None and not self.stopping:
-                    ended = self._rotate(rotated)
-                    if ended is not None:
-                        return _exit_status(ended)
+            return self._run()
         finally:
+            self.provider.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _run(self) -> int:
+        try:
+            creds = self.provider.credentials()
+        except VaultDBError as exc:
+            return _vaultdb_error(exc)
+        if self.stop_signal is not None:
+            name = signal.Signals(self.stop_signal).name
+            logger.info("%s arrived during the first login: revoking, not starting the command",
+                        name)
+            print(f"vaultdb exec: {name} received before the command started; revoked",
+                  file=sys.stderr, flush=True)
+            return 128 + self.stop_signal
+        self.provider.subscribe(self.rotations.put, ev.LeaseRotated)
+        self.provider.subscribe(self.expired.put, ev.LeaseExpired)
+        try:
+            child = self._spawn(creds)
+        except FileNotFoundError:
+            print(f"vaultdb exec: {self.command[0]}: command not found", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except PermissionError:
+            print(f"vaultdb exec: {self.command[0]}: permission denied", file=sys.stderr)
+            return EXIT_CANNOT_EXECUTE
+        while True:
+            try:
+                rotated: ev.LeaseRotated | None = self.rotations.get(timeout=0.1)
+            except queue.Empty:
+                rotated = None
+            child = self.child or child
+            code = child.poll()
+            if code is not None:
+                return _exit_status(self._reaped(child, code))
+            if not self.stopping and self._lost_for_good():
+                self._stop(child)
+                return EXIT_VAULTDB
+            if rotated is not None and not self.stopping:
+                ended = self._rotate(rotated)
+                if ended is not None:
+                    return _exit_status(ended)
 
 
 def _exit_status(code: int) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from types import TracebackType
 
 import greenlet
 
@@ -92,7 +93,8 @@ class SimLock:
     def __enter__(self) -> bool:
         return self.acquire()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None, /) -> None:
         self.release()
 
 

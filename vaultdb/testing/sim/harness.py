@@ -90,13 +90,14 @@ class Lifetime:
     revoke_timeout: float
     calls: tuple[tuple[float, str], ...]
     faults: bool
+    rotate_after: float | None = None
 
     def describe(self) -> str:
         return (f"seed={self.seed} auth={self.auth} static={self.static} "
                 f"lease ttl/max={self.lease_ttl:g}/{self.lease_max_ttl:g} token "
                 f"ttl/max/period={self.token_ttl:g}/{self.token_max_ttl:g}/{self.token_period:g} "
                 f"drain={self.drain:g} hours={self.hours:g} ending={self.ending} "
-                f"calls={len(self.calls)} faults={self.faults}")
+                f"calls={len(self.calls)} faults={self.faults} rotate_after={self.rotate_after}")
 
 
 @dataclass
@@ -140,7 +141,8 @@ def draw_lifetime(seed: int, *, faults: bool = True) -> Lifetime:
         token_ttl=token_ttl, token_max_ttl=token_max, token_period=period,
         drain=rng.choice([0.0, 5.0, 30.0]), hours=round(hours, 3),
         ending=rng.choice(["close", "close", "atexit", "sigterm", "fork"]),
-        revoke_timeout=rng.choice([2.0, 10.0]), calls=calls, faults=faults)
+        revoke_timeout=rng.choice([2.0, 10.0]), calls=calls, faults=faults,
+        rotate_after=rng.choice([None, None, None, lease_ttl / 2, lease_ttl * 3]))
 
 
 class _Run:
@@ -258,6 +260,7 @@ class _Run:
             "app", auth=auth, vault_addr=SIM_ADDR, static=self.life.static,
             drain_seconds=self.life.drain, fetch_timeout=10.0, request_timeout=5.0,
             revoke_timeout=self.life.revoke_timeout, handle_sigterm=False,
+            rotate_after=self.life.rotate_after,
             _clock=self.clock, _exchange=self.exchange, _rng=self.rng)
 
 
@@ -368,7 +371,7 @@ def _end_of_life(run: _Run, provider: CredentialProvider,
         parent_leases = {r.lease_id for r in run.ledger.live_leases(clock.now, "process")}
         orphans_of_parent = provider._engine.counters.orphans_suspected
         clock.fork()  # the child has none of the parent's threads
-        provider._after_fork_in_child()
+        _process._after_fork_in_child()  # what os.register_at_fork runs in the child
         clock.spawn("child", lambda: _ignore_errors(provider.credentials), at=clock.now)
         clock.run(until=clock.now + 30)
     budget = life.revoke_timeout
