@@ -136,9 +136,18 @@ class _Attachment:
 
     # -- new connections --------------------------------------------------------------------
 
-    def do_connect(self, dialect: Dialect, rec: ConnectionPoolEntry, cargs: tuple[Any, ...],
+    def do_connect(self, dialect: Dialect, rec: ConnectionPoolEntry | None,
+                   cargs: tuple[Any, ...],
                    cparams: dict[str, Any]) -> Any:
         creds = self.provider.credentials()
+        if self.listeners_after(dialect):
+            # A do_connect listener added after this one may replace the arguments or open the
+            # connection itself, as SQLAlchemy allows: hand it the credentials and step aside
+            # (that connection then gets no refresh-once retry and no SET ROLE from vaultdb, and
+            # no generation stamp: it is replaced at the first rotation, like a retired one).
+            cparams["user"], cparams["password"] = creds.username, creds.password
+            self.track(rec, None)
+            return None
         try:
             dbapi_conn = _open(dialect, cargs, cparams, creds.username, creds.password)
         except Exception as error:
@@ -157,20 +166,39 @@ class _Attachment:
                     self.guard.retry_failed(fresh)
                 raise
             creds = fresh
-        with self.entries_lock:  # before the check below, so a rotation cannot miss it
-            self.entries.add(rec)
+        self.track(rec, None)  # before the check below, so a rotation cannot miss it
         if not self.provider.is_current(creds.generation):  # rotated while connecting
             dbapi_conn.close()
             creds = self.provider.credentials()
             dbapi_conn = _open(dialect, cargs, cparams, creds.username, creds.password)
         if self.set_role_sql is not None:
             _run(dbapi_conn, self.set_role_sql)
-        rec.info[GENERATION_KEY] = creds.generation
+        self.track(rec, creds.generation)
         if dialect.is_async:
             self.loop = asyncio.get_running_loop()
         logger.debug("new %s+%s connection as user %r (generation %d)", dialect.name,
                      dialect.driver, creds.username, creds.generation)
         return dbapi_conn
+
+    def listeners_after(self, dialect: Dialect) -> bool:
+        """Whether another ``do_connect`` listener runs after this one."""
+        listeners = list(dialect.dispatch.do_connect)
+        mine = [i for i, fn in enumerate(listeners) if fn == self.do_connect]
+        return bool(mine) and mine[-1] < len(listeners) - 1
+
+    def track(self, rec: ConnectionPoolEntry | None, generation: int | None) -> None:
+        """Remember ``rec`` for rotation sweeps and stamp its generation.
+
+        ``rec`` is ``None`` (or a stand-in) when the pool's creator is called outside the pool,
+        which SQLAlchemy allows: that connection is the caller's to manage.
+        """
+        info = getattr(rec, "info", None)
+        if rec is None or not isinstance(info, dict):
+            return
+        with self.entries_lock:
+            self.entries.add(rec)
+        if generation is not None:
+            info[GENERATION_KEY] = generation
 
     # -- retiring idle connections ----------------------------------------------------------
 

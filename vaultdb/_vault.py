@@ -15,15 +15,15 @@ Answers are checked: a TTL that is not a finite number of seconds in a sane rang
 from __future__ import annotations
 
 import logging
-import os
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import tenacity
 
-from . import errors
+from . import errors, settings
 from ._clock import SYSTEM_CLOCK, Clock
 from ._http import Exchange, HTTPStatusError, RedirectRefusedError, TransportError, VaultHTTP
 from ._login import LoginContext
@@ -46,18 +46,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def _env(*names: str) -> str | None:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -132,9 +120,12 @@ class VaultSettings:
         namespace: str | None = None,
         verify: bool | str | None = None,
         timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> VaultSettings:
-        """Fill the gaps from the environment, the way the Vault and OpenBao CLIs do."""
-        addr = addr or _env("VAULT_ADDR", "BAO_ADDR")
+        """Fill the gaps from ``env`` (default: the environment), as the Vault CLI does."""
+        found = settings.vault_connection(settings.environ() if env is None else env,
+                                          verify_given=verify is not None)
+        addr = addr or found["addr"]
         if not addr:
             raise errors.ConfigurationError(
                 "No Vault address is configured.",
@@ -147,31 +138,17 @@ class VaultSettings:
                 hint="VAULT_ADDR must start with https:// (or http:// for a dev server, "
                 "unix:///path for a local Vault Proxy's socket)",
             )
-        if verify is None:
-            cacert = _env("VAULT_CACERT", "BAO_CACERT") or _env("VAULT_CAPATH", "BAO_CAPATH")
-            if _truthy(_env("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY")):
-                verify = False
-            elif cacert:
-                if not os.path.exists(cacert):
-                    raise errors.ConfigurationError(
-                        f"CA certificate file {cacert!r} does not exist.",
-                        hint="VAULT_CACERT must point at a readable PEM file "
-                        "(VAULT_CAPATH at a directory of them)",
-                    )
-                verify = cacert
-            else:
-                verify = True
-        cert = _env("VAULT_CLIENT_CERT", "BAO_CLIENT_CERT")
-        key = _env("VAULT_CLIENT_KEY", "BAO_CLIENT_KEY")
-        timeout_env = _env("VAULTDB_REQUEST_TIMEOUT")
-        redirects = _env("VAULTDB_REDIRECT_HOSTS") or ""
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise errors.ConfigurationError(
+                f"request_timeout={timeout!r} is not a number of seconds.",
+                hint="request_timeout (or VAULTDB_REQUEST_TIMEOUT) must be more than 0")
         return cls(
             addr=addr.rstrip("/"),
-            namespace=namespace or _env("VAULT_NAMESPACE", "BAO_NAMESPACE"),
-            verify=verify,
-            client_cert=(cert, key) if cert and key else None,
-            timeout=timeout or (float(timeout_env) if timeout_env else 5.0),
-            redirect_hosts=frozenset(h.strip() for h in redirects.split(",") if h.strip()),
+            namespace=namespace or found["namespace"],
+            verify=found["verify"] if verify is None else verify,
+            client_cert=found["client_cert"],
+            timeout=timeout or found["timeout"] or 5.0,
+            redirect_hosts=found["redirect_hosts"],
         )
 
 

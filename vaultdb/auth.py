@@ -15,6 +15,7 @@ import math
 import os
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -362,7 +363,9 @@ class TokenAuth:
         if self.token_path:
             return _read_secret_file(self.token_path, "Vault token",
                                      "VAULTDB_VAULT_TOKEN_PATH (token_path)", header=True)
-        token = self.token or os.environ.get("VAULT_TOKEN") or os.environ.get("BAO_TOKEN")
+        from .settings import environ, raw
+
+        token = self.token or raw(environ(), "VAULT_TOKEN")
         if not token:
             raise ConfigurationError(
                 "No Vault token is configured.",
@@ -494,69 +497,9 @@ class ProxyAuth(AuthBase):
                 "has logged in (its log), and that its token has the 'default' policy")
 
 
-def auth_from_env(env: dict[str, str] | None = None) -> AuthMethod:
-    """Pick the login method from the environment, and say which in the log.
+def auth_from_env(env: Mapping[str, str] | None = None) -> AuthMethod:
+    """Pick the login method from the environment; see :func:`vaultdb.settings.auth_from_env`."""
+    from .settings import auth_from_env as _auth_from_env
 
-    ``VAULTDB_AUTH_METHOD`` (kubernetes, jwt, approle, token, cert, proxy) wins; otherwise a
-    token in ``VAULT_TOKEN`` / ``VAULTDB_VAULT_TOKEN_PATH``, then an AppRole role id, then the pod's
-    service-account token file with ``VAULTDB_AUTH_ROLE``.
-    """
-    e = dict(os.environ if env is None else env)
-    method = (e.get("VAULTDB_AUTH_METHOD") or "").strip().lower()
-    role = e.get("VAULTDB_AUTH_ROLE")
-    mount = e.get("VAULTDB_AUTH_MOUNT")
-    token_path = e.get("VAULTDB_TOKEN_PATH")
-    if not method:
-        if e.get("VAULT_TOKEN") or e.get("BAO_TOKEN") or e.get("VAULTDB_VAULT_TOKEN_PATH"):
-            method = "token"
-        elif e.get("VAULTDB_ROLE_ID"):
-            method = "approle"
-        elif role and os.path.exists(token_path or DEFAULT_SA_TOKEN_PATH):
-            method = "kubernetes"
-        else:
-            raise ConfigurationError(
-                "Cannot tell which Vault login method to use.",
-                hint="set VAULTDB_AUTH_METHOD (kubernetes, jwt, approle, token, cert, proxy) and "
-                "VAULTDB_AUTH_ROLE, or VAULT_TOKEN",
-            )
-        reason = "picked from the environment"
-    else:
-        reason = "VAULTDB_AUTH_METHOD"
-    auth: AuthMethod
-    if method == "kubernetes":
-        auth = KubernetesAuth(role=_required(role, "VAULTDB_AUTH_ROLE", method),
-                              mount=mount or "kubernetes",
-                              token_path=token_path or DEFAULT_SA_TOKEN_PATH)
-    elif method == "jwt":
-        auth = JWTAuth(role=_required(role, "VAULTDB_AUTH_ROLE", method), mount=mount or "jwt",
-                       token_path=token_path or DEFAULT_SA_TOKEN_PATH)
-    elif method == "approle":
-        auth = AppRoleAuth(role_id=_required(e.get("VAULTDB_ROLE_ID"), "VAULTDB_ROLE_ID", method),
-                           secret_id=e.get("VAULTDB_SECRET_ID"),
-                           secret_id_path=e.get("VAULTDB_SECRET_ID_PATH"),
-                           mount=mount or "approle",
-                           wrapped_secret_id=e.get("VAULTDB_SECRET_ID_WRAPPED"),
-                           wrapped_secret_id_path=e.get("VAULTDB_SECRET_ID_WRAPPED_PATH"))
-    elif method == "token":
-        auth = TokenAuth(token=e.get("VAULT_TOKEN") or e.get("BAO_TOKEN"),
-                         token_path=e.get("VAULTDB_VAULT_TOKEN_PATH"))
-    elif method == "cert":
-        auth = CertAuth(
-            cert_path=_required(e.get("VAULTDB_CLIENT_CERT_PATH") or e.get("VAULT_CLIENT_CERT")
-                                or e.get("BAO_CLIENT_CERT"), "VAULTDB_CLIENT_CERT_PATH", method),
-            key_path=(e.get("VAULTDB_CLIENT_KEY_PATH") or e.get("VAULT_CLIENT_KEY")
-                      or e.get("BAO_CLIENT_KEY") or None),
-            name=role or None, mount=mount or "cert")
-    elif method == "proxy":
-        auth = ProxyAuth()
-    else:
-        raise ConfigurationError(f"Unknown VAULTDB_AUTH_METHOD {method!r}.",
-                                 hint="one of kubernetes, jwt, approle, token, cert, proxy")
-    logger.info("Vault login method: %s (%s)", auth.describe(), reason)
+    auth: AuthMethod = _auth_from_env(env)
     return auth
-
-
-def _required(value: str | None, name: str, method: str) -> str:
-    if not value:
-        raise ConfigurationError(f"{method} auth needs {name}.", hint=f"set {name}")
-    return value

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import TypeVar
 
-from . import _process
+from . import _process, settings
 from . import events as ev
 from ._clock import SYSTEM_CLOCK, Clock
 from ._engine import LeaseEngine
@@ -28,10 +28,9 @@ from ._http import Exchange
 from ._renewer import Renewer
 from ._schedule import SchedulePolicy
 from ._session import LoginSession
-from .auth import AuthMethod, auth_from_env
+from .auth import AuthMethod
 from .credentials import Credentials
 from .errors import ConfigurationError, ProviderClosedError, VaultDBError
-from .settings import env_bool, env_float
 
 __all__ = ["CredentialProvider", "ProviderState", "ProviderStatus"]
 
@@ -171,27 +170,9 @@ class CredentialProvider:
 
         Keyword arguments override the environment. See :data:`vaultdb.settings.ENVIRONMENT`.
         """
-        e = os.environ if env is None else env
-        kwargs: dict[str, object] = {
-            "mount": e.get("VAULTDB_MOUNT") or "database",
-            "static": env_bool(e, "VAULTDB_STATIC", False),
-            "drain_seconds": env_float(e, "VAULTDB_DRAIN_SECONDS", 30.0),
-            "fetch_timeout": env_float(e, "VAULTDB_FETCH_TIMEOUT", 10.0),
-            "revoke_timeout": env_float(e, "VAULTDB_REVOKE_TIMEOUT", 10.0),
-            "handle_sigterm": env_bool(e, "VAULTDB_HANDLE_SIGTERM", True),
-        }
-        if e.get("VAULTDB_REQUEST_TIMEOUT"):
-            kwargs["request_timeout"] = env_float(e, "VAULTDB_REQUEST_TIMEOUT", 5.0)
-        if env is not None:
-            kwargs["vault_addr"] = e.get("VAULT_ADDR") or e.get("BAO_ADDR")
-            if "auth" not in overrides:
-                kwargs["auth"] = auth_from_env(dict(e))
-        kwargs.update(overrides)
-        role = kwargs.pop("role", None) or e.get("VAULTDB_ROLE")
-        if not role:
-            raise ConfigurationError("No database role is configured.",
-                                     hint="set VAULTDB_ROLE (the role in <mount>/creds/<role>)")
-        return cls(str(role), **kwargs)  # type: ignore[arg-type]
+        e = settings.environ() if env is None else env
+        with settings.scoped(e):  # what the constructor fills in comes from ``e`` too
+            return cls(**settings.provider_kwargs(e, overrides))
 
     # -- the hot path -----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from django.core.checks import CheckMessage, Error, Warning
 
 from vaultdb.errors import VaultDBError
 
-from .registry import build_provider, vault_settings
+from .registry import build_provider, typed_values, vault_settings
 
 __all__ = ["ENGINE", "ENGINES", "check_vault_live", "check_vault_settings", "vaultdb_aliases"]
 
@@ -51,6 +51,16 @@ def _check_alias(alias: str, entry: Mapping[str, Any]) -> Iterable[CheckMessage]
         return
     try:
         vault = vault_settings(entry)
+    except VaultDBError as exc:
+        yield Error(f"{where}['VAULT']: {exc.message}", hint=exc.hint, id="vaultdb.E001")
+        return
+    try:
+        typed_values(vault)
+    except VaultDBError as exc:
+        yield Error(f"{where}['VAULT'] has a value of the wrong type or range: {exc.message}",
+                    hint=exc.hint, id="vaultdb.E002")
+        return
+    try:
         build_provider(vault)
     except VaultDBError as exc:
         yield Error(f"{where}['VAULT']: {exc.message}", hint=exc.hint, id="vaultdb.E001")

@@ -10,10 +10,12 @@ The ``VAULT`` dict holds provider options; what it leaves out comes from the env
         "set_role": "app_owner",                           # SET ROLE on each new connection
     }
 
-Aliases whose ``VAULT`` dicts are equal (``set_role`` and ``prefetch`` aside) share one
-provider, so a database reached through two aliases holds one lease per process. The registry is
-per process: after ``os.fork`` the core makes each provider drop what the parent held.
-No Vault call happens here; providers fetch on first use.
+Providers come from the core registry (:mod:`vaultdb._registry`), the one the SQLAlchemy URL
+plugin uses too: aliases (and engines) whose settings resolve to the same role, Vault and login
+share one provider, so a database reached through two aliases holds one lease per process.
+This module only translates ``VAULT`` and remembers each alias' answer, because
+:func:`get_provider` runs for every new connection. No Vault call happens here; providers
+fetch on first use.
 """
 
 from __future__ import annotations
@@ -25,19 +27,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from vaultdb import AppRoleAuth, CredentialProvider, JWTAuth, KubernetesAuth, TokenAuth
+from vaultdb._registry import shared_provider
 from vaultdb.auth import DEFAULT_SA_TOKEN_PATH, AuthMethod
 from vaultdb.errors import ConfigurationError
 from vaultdb.provider import ProviderState
+from vaultdb.settings import SETTINGS, parse
 
 __all__ = ["PROVIDER_KEYS", "VAULT_KEYS", "build_provider", "get_provider", "provider_for",
-           "provider_options", "vault_settings"]
+           "provider_options", "typed_values", "vault_settings"]
 
 #: Keys of ``VAULT`` passed to :class:`~vaultdb.CredentialProvider` as they are.
-PROVIDER_KEYS = frozenset({
-    "role", "mount", "static", "vault_addr", "namespace", "verify", "drain_seconds",
-    "fetch_timeout", "request_timeout", "revoke_timeout", "renew_fraction", "jitter",
-    "handle_sigterm",
-})
+PROVIDER_KEYS = frozenset(
+    {s.keyword for s in SETTINGS if s.keyword and "." not in s.keyword}  # the settings table
+    | {"renew_fraction", "jitter"})
+#: Keys checked (and converted from strings) by the settings table's types.
+_TYPED = {s.keyword: s for s in SETTINGS
+          if s.keyword and "." not in s.keyword and s.kind != "str"}
 #: Every key ``VAULT`` may have.
 VAULT_KEYS = PROVIDER_KEYS | {"auth", "set_role", "prefetch"}
 #: Keys that do not change which Vault credentials an alias gets (so aliases still share).
@@ -103,22 +108,38 @@ def _auth(spec: object, env: Mapping[str, str]) -> AuthMethod:
                      token_path=str(vault_token_path) if vault_token_path else None)
 
 
+def typed_values(vault: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``VAULT`` values the settings table has a type for, checked and converted.
+
+    ``"2.5"`` becomes 2.5, ``"yes"`` True; a bad one (``0`` or ``"abc"`` seconds) is a
+    :class:`ConfigurationError` naming ``VAULT['<key>']``.
+    """
+    typed: dict[str, Any] = {}
+    for key, value in vault.items():
+        setting = _TYPED.get(key)
+        if setting is None or key == "verify" or (setting.kind == "bool"
+                                                   and isinstance(value, bool)):
+            continue
+        typed[key] = parse(setting, str(value), label=f"VAULT[{key!r}]")
+    return typed
+
+
 def provider_options(vault: Mapping[str, Any], env: Mapping[str, str] | None = None
                      ) -> dict[str, Any]:
     """Keyword arguments for :meth:`CredentialProvider.from_env` from a ``VAULT`` dict."""
     e = os.environ if env is None else env
-    options = {k: v for k, v in vault.items() if k in PROVIDER_KEYS}
+    options = {**{k: v for k, v in vault.items() if k in PROVIDER_KEYS}, **typed_values(vault)}
     if "auth" in vault:
         options["auth"] = _auth(vault["auth"], e)
     return options
 
 
 def build_provider(vault: Mapping[str, Any]) -> CredentialProvider:
-    """A new provider for ``vault`` (not registered; no network, no thread)."""
+    """A new provider for ``vault`` (not shared; no network, no thread)."""
     return CredentialProvider.from_env(**provider_options(vault))
 
 
-def _key(vault: Mapping[str, Any]) -> str:
+def _cache_key(vault: Mapping[str, Any]) -> str:
     return json.dumps({k: v for k, v in vault.items() if k not in _NOT_IDENTITY},
                       sort_keys=True, default=repr)
 
@@ -130,14 +151,12 @@ def get_provider(settings_dict: Mapping[str, Any]) -> CredentialProvider:
     serving after :func:`vaultdb.close_all` (a test, an embedded server) gets fresh credentials.
     """
     vault = vault_settings(settings_dict)
-    key = _key(vault)
+    key = _cache_key(vault)
     provider = _providers.get(key)
     if provider is not None and provider.state is not ProviderState.CLOSED:
         return provider
     with _lock:
-        provider = _providers.get(key)
-        if provider is None or provider.state is ProviderState.CLOSED:
-            provider = _providers[key] = build_provider(vault)
+        provider = _providers[key] = shared_provider(**provider_options(vault))
         return provider
 
 

@@ -26,3 +26,10 @@ def test_every_variable_read_in_the_code_is_in_the_settings_table():
     # Variables the demo passes to its own pod processes are internal, not settings.
     used = {name for name in used if not name.startswith(("VAULTDB_DEMO_", "VAULTDB_TEST_"))}
     assert used <= names, f"add to vaultdb/settings.py ENVIRONMENT: {sorted(used - names)}"
+
+
+def test_every_url_parameter_is_in_the_configuration_reference():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [s.url_param for s in ENVIRONMENT
+               if s.url_param and f"| `{s.name}` | `{s.url_param}` |" not in text]
+    assert not missing, f"document these URL parameters in docs/configuration.md: {missing}"

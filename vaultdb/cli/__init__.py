@@ -1,8 +1,10 @@
-"""The ``vaultdb`` command line: ``demo``, ``check`` and ``exec``.
+"""The ``vaultdb`` command line: ``demo``, ``dev``, ``check`` and ``exec``.
 
 * ``vaultdb demo``: starts a real OpenBao, PostgreSQL and a Kubernetes TokenReview stand-in on
   127.0.0.1 and shows three "pods" getting, renewing, rotating and revoking their own database
   users (needs the ``demo`` extra).
+* ``vaultdb dev``: the same stack for your own app: prints the environment to export (the URL
+  plugin's ``DATABASE_URL``, ``VAULT_*``, ``PG*``) and stays up until Ctrl-C.
 * ``vaultdb check``: a step-by-step preflight for a real deployment, run with the app's own
   environment (``kubectl exec deploy/app -- vaultdb check``).
 * ``vaultdb exec -- CMD ...``: credentials for processes that are not Python (migrations, psql,
@@ -85,7 +87,7 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import _check, _demo, _exec
+    from . import _check, _demo, _dev, _exec
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0,
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaultdb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _demo.add_parser(sub, common)
+    _dev.add_parser(sub, common)
     _check.add_parser(sub, common)
     _exec.add_parser(sub, common)
     return parser
