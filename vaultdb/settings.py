@@ -130,6 +130,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VAULTDB_HANDLE_SIGTERM", "true",
             "Install the revoke-then-exit SIGTERM handler when SIGTERM is unhandled.",
             kind="bool", keyword="handle_sigterm", param="handle_sigterm"),
+    Setting("VAULTDB_LOGIN_SESSION", "", "Providers built from settings (URL plugin, Django, "
+            "asyncpg helper) with matching login settings share one login session; a name "
+            "here keeps providers with different names apart.", param="login_session"),
     Setting("VAULTDB_ROTATE_AFTER", "", "Rotate dynamic credentials once they are this many "
             "seconds old, even when Vault would renew them further (unset: only before "
             "max_ttl or the login token's end).",

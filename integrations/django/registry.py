@@ -28,7 +28,7 @@ from typing import Any
 
 from vaultdb import AppRoleAuth, CredentialProvider, JWTAuth, KubernetesAuth, TokenAuth
 from vaultdb._registry import shared_provider
-from vaultdb.auth import DEFAULT_SA_TOKEN_PATH, AuthMethod
+from vaultdb.auth import DEFAULT_SA_TOKEN_PATH, AuthMethod, CertAuth, ProxyAuth
 from vaultdb.errors import ConfigurationError
 from vaultdb.provider import ProviderState
 from vaultdb.settings import SETTINGS, parse
@@ -44,12 +44,13 @@ PROVIDER_KEYS = frozenset(
 _TYPED = {s.keyword: s for s in SETTINGS
           if s.keyword and "." not in s.keyword and s.kind != "str"}
 #: Every key ``VAULT`` may have.
-VAULT_KEYS = PROVIDER_KEYS | {"auth", "set_role", "prefetch"}
+VAULT_KEYS = PROVIDER_KEYS | {"auth", "set_role", "prefetch", "login_session"}
 #: Keys that do not change which Vault credentials an alias gets (so aliases still share).
 _NOT_IDENTITY = frozenset({"set_role", "prefetch"})
 AUTH_KEYS = frozenset({"method", "role", "mount", "token_path", "jwt", "role_id", "secret_id",
-                       "secret_id_path", "token"})
-AUTH_METHODS = ("kubernetes", "jwt", "approle", "token")
+                       "secret_id_path", "token", "wrapped_secret_id_path", "cert_path",
+                       "key_path"})
+AUTH_METHODS = ("kubernetes", "jwt", "approle", "token", "cert", "proxy")
 
 _lock = threading.Lock()
 _providers: dict[str, CredentialProvider] = {}
@@ -100,8 +101,22 @@ def _auth(spec: object, env: Mapping[str, str]) -> AuthMethod:
                                      hint="VAULT['auth']['role_id'] or VAULTDB_ROLE_ID")
         secret_id = spec.get("secret_id") or env.get("VAULTDB_SECRET_ID")
         secret_path = spec.get("secret_id_path") or env.get("VAULTDB_SECRET_ID_PATH")
+        wrapped_path = (spec.get("wrapped_secret_id_path")
+                        or env.get("VAULTDB_SECRET_ID_WRAPPED_PATH"))
         return AppRoleAuth(role_id=str(role_id), secret_id=str(secret_id) if secret_id else None,
-                           secret_id_path=str(secret_path) if secret_path else None, mount=mount)
+                           secret_id_path=str(secret_path) if secret_path else None, mount=mount,
+                           wrapped_secret_id_path=str(wrapped_path) if wrapped_path else None)
+    if method == "cert":
+        cert = spec.get("cert_path") or env.get("VAULTDB_CLIENT_CERT_PATH")
+        if not cert:
+            raise ConfigurationError("cert auth needs a client certificate.",
+                                     hint="VAULT['auth']['cert_path'] or VAULTDB_CLIENT_CERT_PATH")
+        key = spec.get("key_path") or env.get("VAULTDB_CLIENT_KEY_PATH")
+        role = spec.get("role") or env.get("VAULTDB_AUTH_ROLE")
+        return CertAuth(cert_path=str(cert), key_path=str(key) if key else None,
+                        name=str(role) if role else None, mount=mount)
+    if method == "proxy":
+        return ProxyAuth()
     token = spec.get("token")
     vault_token_path = spec.get("token_path") or env.get("VAULTDB_VAULT_TOKEN_PATH")
     return TokenAuth(token=str(token) if token else None,
@@ -129,6 +144,8 @@ def provider_options(vault: Mapping[str, Any], env: Mapping[str, str] | None = N
     """Keyword arguments for :meth:`CredentialProvider.from_env` from a ``VAULT`` dict."""
     e = os.environ if env is None else env
     options = {**{k: v for k, v in vault.items() if k in PROVIDER_KEYS}, **typed_values(vault)}
+    if vault.get("login_session"):
+        options["login_session"] = str(vault["login_session"])
     if "auth" in vault:
         options["auth"] = _auth(vault["auth"], e)
     return options
@@ -136,7 +153,9 @@ def provider_options(vault: Mapping[str, Any], env: Mapping[str, str] | None = N
 
 def build_provider(vault: Mapping[str, Any]) -> CredentialProvider:
     """A new provider for ``vault`` (not shared; no network, no thread)."""
-    return CredentialProvider.from_env(**provider_options(vault))
+    options = provider_options(vault)
+    options.pop("login_session", None)  # a provider of its own logs in on its own
+    return CredentialProvider.from_env(**options)
 
 
 def _cache_key(vault: Mapping[str, Any]) -> str:
