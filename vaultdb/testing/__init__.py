@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._cluster import ClusterError, ClusterNode, VaultCluster
     from ._faultproxy import FaultProxy
     from ._helpers import (
         assert_retired_users_gone,
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
         wait_for,
     )
     from ._kubernetes import KubernetesStandIn
+    from ._lb import RoundRobinBalancer
     from ._mysql import (
         MYSQL_POLICY,
         MariaDBServer,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
         APP_POLICY,
         APP_POLICY_HCL,
         VaultDBStack,
+        VaultEndpoint,
         default_creation_statements,
         default_revocation_statements,
     )
@@ -42,6 +45,8 @@ __all__ = [
     "APP_POLICY",
     "APP_POLICY_HCL",
     "MYSQL_POLICY",
+    "ClusterError",
+    "ClusterNode",
     "ConnInfo",
     "FaultProxy",
     "KubernetesStandIn",
@@ -50,7 +55,10 @@ __all__ = [
     "OpenBaoServer",
     "PostgresServer",
     "RedisServer",
+    "RoundRobinBalancer",
+    "VaultCluster",
     "VaultDBStack",
+    "VaultEndpoint",
     "VaultRedis",
     "assert_retired_users_gone",
     "database_users_of_role",
@@ -68,6 +76,11 @@ _LOCATIONS = {
     "default_creation_statements": "._stack",
     "default_revocation_statements": "._stack",
     "VaultDBStack": "._stack",
+    "VaultEndpoint": "._stack",
+    "ClusterError": "._cluster",
+    "ClusterNode": "._cluster",
+    "VaultCluster": "._cluster",
+    "RoundRobinBalancer": "._lb",
     "ConnInfo": "._postgres",
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",
