@@ -36,7 +36,11 @@ def scenario(vaultdb_cluster: VaultDBStack, vaultdb_role_name: str
         stack.create_database_role(role, default_ttl=default_ttl, max_ttl=max_ttl)
         kwargs.setdefault("drain_seconds", 1.0)
         kwargs.setdefault("request_timeout", 2.0)
-        provider = CredentialProvider(role, auth=TokenAuth(token=stack.create_token(ttl=600)),
+        token = stack.create_token(ttl=600)
+        # Failover, not read-after-write consistency, is under test here: start once the
+        # role and the token reached every node.
+        stack.cluster.wait_replicated()
+        provider = CredentialProvider(role, auth=TokenAuth(token=token),
                                       vault_addr=vault_addr, handle_sigterm=False, **kwargs)
         events = Events()
         provider.subscribe(events)

@@ -197,7 +197,11 @@ class VaultCluster:
         self._stabilization_time = stabilization_time
         self._unseal_key = ""
         self._root_token = ""
-        self.balancer = RoundRobinBalancer([("127.0.0.1", n.api_port) for n in self.nodes])
+        backends = [("127.0.0.1", n.api_port) for n in self.nodes]
+        #: Every node, round-robin (a Service in front of every Vault pod).
+        self.balancer = RoundRobinBalancer(backends)
+        #: The leader only (the Helm chart's active-only ``vault-active`` Service).
+        self.active_balancer = RoundRobinBalancer(backends, active_only=True)
         self.started_in: float | None = None
 
     def __repr__(self) -> str:
@@ -215,6 +219,11 @@ class VaultCluster:
     def addr(self) -> str:
         """The balancer's address: connections spread round-robin over every live node."""
         return self.balancer.addr
+
+    @property
+    def active_addr(self) -> str:
+        """The active-only balancer's address: connections go to the current leader."""
+        return self.active_balancer.addr
 
     @property
     def addrs(self) -> list[str]:
@@ -268,6 +277,7 @@ class VaultCluster:
         for node in self.nodes[1:]:
             self._unseal(node)
         self.balancer.start()
+        self.active_balancer.start()
         self.wait_ready()
         self.started_in = time.monotonic() - began
         logger.info("OpenBao cluster of %d ready in %.1fs (balancer %s)", len(self.nodes),
@@ -276,6 +286,7 @@ class VaultCluster:
     def stop(self) -> None:
         """Stop the balancer and every node. Idempotent."""
         self.balancer.stop()
+        self.active_balancer.stop()
         for node in self.nodes:
             try:
                 node.stop(self._watchdog)
@@ -337,6 +348,33 @@ class VaultCluster:
         voters = {s["node_id"] for s in servers if s.get("voter")}
         return voters == {n.name for n in self.nodes} and bool(
             state.body.get("data", {}).get("healthy"))
+
+    def applied_indexes(self) -> dict[str, int]:
+        """``raft_applied_index`` per answering node (from ``sys/leader``)."""
+        out: dict[str, int] = {}
+        for node in self.nodes:
+            if node.health() is None:
+                continue
+            try:
+                body = node.request("GET", "sys/leader", timeout=1.0).body
+            except (OSError, ValueError):
+                continue
+            out[node.name] = int(body.get("raft_applied_index") or 0)
+        return out
+
+    def wait_replicated(self, timeout: float = 30.0) -> None:
+        """Wait until every live node has applied everything the leader had committed when
+        called: configuration written through the leader is then visible on every node.
+
+        Standby nodes serve some requests themselves and lag the leader slightly; a login that
+        reaches a standby right after its auth method was configured is refused there.
+        """
+        leader = self.leader()
+        target = int(leader.request("GET", "sys/leader", timeout=5.0).body
+                     .get("raft_committed_index") or 0)
+        live = [n for n in self.nodes if n.health() is not None]
+        self._wait(lambda: all(self.applied_indexes().get(n.name, 0) >= target for n in live),
+                   f"every node to apply Raft index {target}", timeout)
 
     def wait_ready(self, timeout: float = _READY_TIMEOUT) -> None:
         """Wait until :meth:`is_ready` (the state every failover test starts from)."""

@@ -7,6 +7,10 @@ node they reached, exactly as through a real Service. A frozen node (SIGSTOP) st
 connections in the kernel and is *not* skipped: a Service without a readiness probe failure
 does the same. :meth:`RoundRobinBalancer.exclude` takes a backend out by hand, like a failed
 readiness probe.
+
+With ``active_only=True`` it is the *active-only* Service instead (the Vault Helm chart's
+``vault-active``): each new connection goes to the backend whose ``GET /v1/sys/health``
+answers 200, i.e. the current leader, checked per connection.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ _CHUNK = 65536
 class RoundRobinBalancer:
     """Listen on 127.0.0.1 and spread connections over *backends* (``(host, port)`` pairs)."""
 
-    def __init__(self, backends: Sequence[tuple[str, int]], *, port: int | None = None) -> None:
+    def __init__(self, backends: Sequence[tuple[str, int]], *, port: int | None = None,
+                 active_only: bool = False) -> None:
         self.backends = list(backends)
+        self.active_only = active_only
         self.port = port or free_port()
         self._next = itertools.cycle(range(len(self.backends)))
         self._excluded: set[int] = set()
@@ -124,6 +130,8 @@ class RoundRobinBalancer:
         try:
             for index in self._order():
                 host, port = self.backends[index]
+                if self.active_only and not await _is_active(host, port):
+                    continue
                 try:
                     up_reader, up_writer = await asyncio.wait_for(
                         asyncio.open_connection(host, port), _CONNECT_TIMEOUT)
@@ -156,3 +164,22 @@ class RoundRobinBalancer:
             await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
         finally:
             up_writer.close()
+
+
+async def _is_active(host: str, port: int) -> bool:
+    """``GET /v1/sys/health`` answers 200 (the active node), within a second."""
+    async def probe() -> bool:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(f"GET /v1/sys/health HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            await writer.drain()
+            status = await reader.readline()
+            return status.split(b" ")[1:2] == [b"200"]
+        finally:
+            writer.close()
+
+    try:
+        return await asyncio.wait_for(probe(), _CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError, IndexError):
+        return False
