@@ -39,8 +39,8 @@ CHILD = textwrap.dedent("""
                                     fetch_timeout=60) for t in tokens]
     requests, lock = [], threading.Lock()
     def observe(method, path, seconds, outcome):
-        with lock:
-            requests.append((time.time(), path, outcome))
+        with lock:  # (sent at, path, outcome)
+            requests.append((time.time() - seconds, path, outcome))
     add_request_observer(observe)
     obtained, renewed, errors = [None] * n, [[] for _ in range(n)], []
     for i, p in enumerate(providers):
@@ -143,6 +143,7 @@ def run_fleet(stack: Any, cluster: Any, addr: str, role: str, total: int, proces
         renewals = sorted(t for r in results for rs in r["renewed"] for t in rs if t > at)
         firsts = [min(t for t in rs if t > at) - at for r in results for rs in r["renewed"]
                   if any(t > at for t in rs)]
+        # Requests *sent* after the kill: one already in flight may still succeed.
         ok_after = sorted(t for t, _, o in requests if t > at and o == "ok")
         window_end = ok_after[0] if ok_after else elected
         during = [q for q in requests if at <= q[0] <= max(window_end, elected)]

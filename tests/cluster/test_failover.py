@@ -154,3 +154,16 @@ def test_rolling_restart(scenario: Callable[..., ClusterScenario], cluster: Vaul
         s.load.progressed()
         assert node.is_running
     s.finish()
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_close_while_the_cluster_has_no_leader(scenario: Callable[..., ClusterScenario],
+                                               cluster: VaultCluster, spare: ClusterNode,
+                                               via: str) -> None:
+    """Revocation at exit keeps retrying while the cluster elects a leader (about 4-5 s,
+    well inside the default 10 s ``revoke_timeout``)."""
+    s = scenario(address(cluster, via, spare))
+    user = s.provider.credentials().username
+    cluster.kill(cluster.leader())  # close() starts at once, before any election
+    s.finish()
+    assert user not in s.users()
