@@ -25,6 +25,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,9 @@ CHILD = textwrap.dedent("""
                                     handle_sigterm=False, drain_seconds=1, request_timeout=5,
                                     fetch_timeout=60) for t in tokens]
     requests, lock = [], threading.Lock()
-    def observe(method, path, seconds, outcome):
-        with lock:  # (sent at, path, outcome)
-            requests.append((time.time() - seconds, path, outcome))
+    def observe(info):
+        with lock:  # (sent at, path, outcome, HTTP status)
+            requests.append((time.time() - info.seconds, info.path, info.outcome, info.status))
     add_request_observer(observe)
     obtained, renewed, errors = [None] * n, [[] for _ in range(n)], []
     for i, p in enumerate(providers):
@@ -136,7 +137,7 @@ def run_fleet(stack: Any, cluster: Any, addr: str, role: str, total: int, proces
         "providers": per * processes, "obtained": len(obtained), "errors": errors,
         "ready_p50": pct(obtained, 50), "ready_p99": pct(obtained, 99),
         "requests_per_provider": len(requests) / (per * processes),
-        "failed_requests": sum(1 for _, _, o in requests if o != "ok"),
+        "failed_requests": sum(1 for q in requests if q[2] != "ok"),
     }
     if killed:
         at, elected = killed["at"], killed["elected"]
@@ -144,7 +145,7 @@ def run_fleet(stack: Any, cluster: Any, addr: str, role: str, total: int, proces
         firsts = [min(t for t in rs if t > at) - at for r in results for rs in r["renewed"]
                   if any(t > at for t in rs)]
         # Requests *sent* after the kill: one already in flight may still succeed.
-        ok_after = sorted(t for t, _, o in requests if t > at and o == "ok")
+        ok_after = sorted(q[0] for q in requests if q[0] > at and q[2] == "ok")
         window_end = ok_after[0] if ok_after else elected
         during = [q for q in requests if at <= q[0] <= max(window_end, elected)]
         out.update({
@@ -155,7 +156,9 @@ def run_fleet(stack: Any, cluster: Any, addr: str, role: str, total: int, proces
             "renewal_after_kill_p50": pct(firsts, 50), "renewal_after_kill_p99": pct(firsts, 99),
             "renewed_after_kill": len(firsts),
             "requests_during_failover_per_provider": len(during) / (per * processes),
-            "failed_requests_during_failover": sum(1 for _, _, o in during if o != "ok"),
+            "failed_requests_during_failover": sum(1 for q in during if q[2] != "ok"),
+            "failures_during_failover": dict(Counter(f"{q[1].split('/')[0]} {q[2]} {q[3]}"
+                                                     for q in during if q[2] != "ok")),
         })
     return out
 
