@@ -5,9 +5,10 @@ leader killed mid-start, against the same fleet with no failover (same run, same
 
 Each of ``--processes`` child processes holds ``providers / processes`` providers on as many
 threads, released together (as ``bench_vs_agent.py``'s fleet). The providers log in with a
-token (``TokenAuth``; Kubernetes-auth logins are refused by standby nodes, see
-docs/cluster.md) through the round-robin balancer in front of every node (``--address lb``)
-or the active-only one (``--address active``). Run 1: no fault. Run 2: the leader is
+token (``TokenAuth``: Kubernetes-auth logins are refused by standby nodes for 30 s after
+the auth method is configured, see docs/cluster.md) through the round-robin balancer in
+front of every node (``--address lb``) or the active-only one (``--address active``).
+Run 1: no fault. Run 2: the leader is
 SIGKILLed half-way to run 1's median time to credentials. Reported per run: errors, p50/p99
 time to credentials; for run 2 the failover window seen by clients (kill to the first
 successful lease renewal) and the Vault requests per provider while the cluster had no

@@ -492,7 +492,9 @@ class Demo:
 
     def _pod_vault_addr(self, stack: VaultDBStack) -> str:
         # OpenBao 2.7 refuses Kubernetes-auth logins on standby nodes (403 "permission
-        # denied"), so pods use the active-only Service, as the Helm chart's vault-active.
+        # denied") for about 30 s after auth/kubernetes/config was written, which is just
+        # before the pods start: they use the active-only Service (the Helm chart's
+        # vault-active).
         return self.cluster.active_addr if self.cluster is not None else stack.vault_addr
 
     def _launch_pods(self, stack: VaultDBStack) -> None:
