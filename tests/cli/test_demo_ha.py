@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_demo_ha_rides_through_a_leader_kill() -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("VAULT_", "BAO_", "VAULTDB_"))}
-    result = run_cli(["demo", "--ha", "--duration", "18"], env, timeout=300)
+    result = run_cli(["demo", "--ha", "--duration", "24"], env, timeout=300)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     match = SUMMARY.search(out)

@@ -93,9 +93,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=60.0, metavar="SECONDS",
                    help="how long the pods run once they all have credentials (default 60)")
     p.add_argument("--ttl", type=int, default=None, metavar="SECONDS",
-                   help="the database role's default_ttl (default 5, 10 with --ha)")
+                   help="the database role's default_ttl (default 5, 20 with --ha)")
     p.add_argument("--max-ttl", type=int, default=None, metavar="SECONDS",
-                   help="the database role's max_ttl (default 12, 30 with --ha)")
+                   help="the database role's max_ttl (default 12, 60 with --ha)")
     p.add_argument("--drain", type=float, default=2.0, metavar="SECONDS",
                    help="how long rotated-out credentials stay valid (default 2)")
     p.add_argument("--keep", action="store_true",
@@ -112,11 +112,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # A leader election takes about 5 s: with --ha the leases outlive it.
+    # A leader election takes about 5 s (more on a busy machine): with --ha the last third of
+    # a lease, what is left when its renewal is due, outlives it.
     if args.ttl is None:
-        args.ttl = 10 if args.ha else 5
+        args.ttl = 20 if args.ha else 5
     if args.max_ttl is None:
-        args.max_ttl = max(args.ttl, 30 if args.ha else 12)
+        args.max_ttl = max(args.ttl, 60 if args.ha else 12)
     if args.pods < 1 or args.duration < 0 or args.ttl < 1 or args.max_ttl < args.ttl:
         print("vaultdb demo: error: need --pods >= 1, --duration >= 0 and "
               "1 <= --ttl <= --max-ttl", file=sys.stderr)
