@@ -27,10 +27,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def scenario(vaultdb_cluster: VaultDBStack, vaultdb_role_name: str
              ) -> Iterator[Callable[..., ClusterScenario]]:
-    """``make(vault_addr, default_ttl=8, max_ttl=60, threads=3, **provider_kwargs)``."""
+    """``make(vault_addr, default_ttl=8, max_ttl=60, threads=3, before_start=None,
+    **provider_kwargs)``; ``before_start()`` runs once the role and token are on every node,
+    just before the first ``credentials()``."""
     made: list[ClusterScenario] = []
 
     def make(vault_addr: str, *, default_ttl: int = 8, max_ttl: int = 60, threads: int = 3,
+             before_start: Callable[[], object] | None = None,
              **kwargs: Any) -> ClusterScenario:
         stack, role = vaultdb_cluster, vaultdb_role_name
         stack.create_database_role(role, default_ttl=default_ttl, max_ttl=max_ttl)
@@ -49,7 +52,9 @@ def scenario(vaultdb_cluster: VaultDBStack, vaultdb_role_name: str
                                provider=provider, pool_size=threads, max_overflow=2,
                                pool_pre_ping=True, pool_timeout=10,
                                connect_args={"connect_timeout": 5})
-        provider.credentials()
+        if before_start is not None:
+            before_start()
+        provider.credentials(timeout=60)
         s = ClusterScenario(stack, role, provider, engine, QueryLoad(engine, provider, threads),
                             events)
         made.append(s)

@@ -167,3 +167,20 @@ def test_close_while_the_cluster_has_no_leader(scenario: Callable[..., ClusterSc
     cluster.kill(cluster.leader())  # close() starts at once, before any election
     s.finish()
     assert user not in s.users()
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_start_during_an_election(scenario: Callable[..., ClusterScenario],
+                                  cluster: VaultCluster, spare: ClusterNode, via: str) -> None:
+    """The first ``credentials()`` of a pod that starts while the leader is being replaced
+    (the fleet benchmark's case, small): it waits for the new leader instead of failing."""
+    killed: list[float] = []
+
+    def kill_leader_now() -> None:
+        leader = cluster.leader()
+        killed.append(time.monotonic())
+        cluster.kill(leader)
+
+    s = scenario(address(cluster, via, spare), before_start=kill_leader_now)
+    s.wait_renewal_after(killed[0])
+    s.finish()
