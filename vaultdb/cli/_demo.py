@@ -14,6 +14,10 @@
 ``mysql`` mount of the same OpenBao; pods query through PyMySQL; users watched in
 ``mysql.user``).
 
+With ``--ha`` Vault is a 3-node OpenBao Raft cluster (:class:`vaultdb.testing.VaultCluster`)
+behind a round-robin balancer, and the leader is SIGKILLed a third of the way through the run:
+the pods ride through the election, and the summary names the leader before and after.
+
 The view is live (rich) on a terminal and plain lines otherwise. All the state lives on the
 main thread: reader threads only pass the pods' JSON lines through a queue.
 """
@@ -40,7 +44,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from vaultdb.testing import MySQLTarget, VaultDBStack
+    from vaultdb.testing import ClusterNode, MySQLTarget, VaultCluster, VaultDBStack
 
 __all__ = ["DemoSettings", "add_parser", "run"]
 
@@ -68,6 +72,7 @@ class DemoSettings:
     keep: bool = False
     plain: bool = False
     db: str = "postgresql"
+    ha: bool = False
 
     @property
     def mount(self) -> str:
@@ -87,10 +92,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--pods", type=int, default=3, help="number of pods (default 3)")
     p.add_argument("--duration", type=float, default=60.0, metavar="SECONDS",
                    help="how long the pods run once they all have credentials (default 60)")
-    p.add_argument("--ttl", type=int, default=5, metavar="SECONDS",
-                   help="the database role's default_ttl (default 5)")
-    p.add_argument("--max-ttl", type=int, default=12, metavar="SECONDS",
-                   help="the database role's max_ttl (default 12)")
+    p.add_argument("--ttl", type=int, default=None, metavar="SECONDS",
+                   help="the database role's default_ttl (default 5, 20 with --ha)")
+    p.add_argument("--max-ttl", type=int, default=None, metavar="SECONDS",
+                   help="the database role's max_ttl (default 12, 60 with --ha)")
     p.add_argument("--drain", type=float, default=2.0, metavar="SECONDS",
                    help="how long rotated-out credentials stay valid (default 2)")
     p.add_argument("--keep", action="store_true",
@@ -100,17 +105,26 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--db", choices=("postgresql", "mysql"), default="postgresql",
                    help="the database the pods use: PostgreSQL (default) or MariaDB (needs an "
                    "installed mariadbd, e.g. apt-get install mariadb-server)")
+    p.add_argument("--ha", action="store_true",
+                   help="Vault is a 3-node OpenBao Raft cluster behind a load balancer; its "
+                   "leader is killed (SIGKILL) a third of the way through the run")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # A leader election takes about 5 s (more on a busy machine): with --ha the last third of
+    # a lease, what is left when its renewal is due, outlives it.
+    if args.ttl is None:
+        args.ttl = 20 if args.ha else 5
+    if args.max_ttl is None:
+        args.max_ttl = max(args.ttl, 60 if args.ha else 12)
     if args.pods < 1 or args.duration < 0 or args.ttl < 1 or args.max_ttl < args.ttl:
         print("vaultdb demo: error: need --pods >= 1, --duration >= 0 and "
               "1 <= --ttl <= --max-ttl", file=sys.stderr)
         return 2
     settings = DemoSettings(pods=args.pods, duration=args.duration, default_ttl=args.ttl,
                             max_ttl=args.max_ttl, drain=args.drain, keep=args.keep,
-                            plain=args.plain, db=args.db)
+                            plain=args.plain, db=args.db, ha=args.ha)
     return Demo(settings, _make_view(settings.plain)).run()
 
 
@@ -197,6 +211,22 @@ class Pod:
         return bool(self.users) or self.fatal is not None or self.exit_code is not None
 
 
+@dataclass
+class HaFailover:
+    """``--ha``: who led, when the leader was killed and who took over."""
+
+    before: str | None = None
+    after: str | None = None
+    killed: ClusterNode | None = None
+    killed_at: float = 0.0
+    elected_in: float = 0.0
+    next_poll: float = 0.0
+
+
+def _active(cluster: VaultCluster) -> ClusterNode | None:
+    return next((n for n in cluster.nodes if n.health() == 200), None)
+
+
 def _past(limit: float) -> bool:
     return time.monotonic() > limit
 
@@ -217,11 +247,15 @@ class Summary:
     crashed: int
     leftover_users: list[str]
     leftover_leases: int
+    leader_before: str | None = None
+    leader_after: str | None = None
+    #: ``--ha``: a new leader was elected after the kill (always true without ``--ha``).
+    failed_over: bool = True
 
     @property
     def ok(self) -> bool:
         return (self.leaked == 0 and self.failed_queries == 0 and self.crashed == 0
-                and self.issued > 0)
+                and self.issued > 0 and self.failed_over)
 
 
 class Demo:
@@ -243,6 +277,8 @@ class Demo:
         self.recent: list[str] = []
         self.interrupts = 0
         self.summary: Summary | None = None
+        self.cluster: VaultCluster | None = None
+        self.failover = HaFailover()
 
     @property
     def elapsed(self) -> float:
@@ -274,6 +310,9 @@ class Demo:
             self.stack = stack
             try:
                 self._configure(stack)
+                if self.cluster is not None:
+                    # As in production, pods start after the configuration reached every node.
+                    self.cluster.wait_replicated()
                 self._launch_pods(stack)
                 self.view.start()
                 try:
@@ -291,6 +330,7 @@ class Demo:
                 if self.mysql is not None:
                     self.mysql.close()
                 stack.close()
+                self._stop_cluster()
         except KeyboardInterrupt:
             self.view.stop()
             self.view.say("vaultdb demo: interrupted; stack stopped")
@@ -304,20 +344,32 @@ class Demo:
         self.view.say(f"vaultdb demo: {s.pods} pod(s) for {s.duration:.0f}s; database role "
                       f"{ROLE!r} with default_ttl {s.default_ttl}s, max_ttl {s.max_ttl}s; "
                       f"drain {s.drain:g}s")
-        self.view.say("Starting OpenBao (dev server), PostgreSQL and a Kubernetes TokenReview "
+        vault = ("a 3-node OpenBao Raft cluster behind a round-robin balancer" if s.ha
+                 else "OpenBao (dev server)")
+        self.view.say(f"Starting {vault}, PostgreSQL and a Kubernetes TokenReview "
                       "stand-in on 127.0.0.1 ...")
         try:
             from vaultdb.testing import VaultDBStack
 
-            stack = VaultDBStack.start()
+            stack = VaultDBStack.start(vault=self._start_cluster()) if s.ha else \
+                VaultDBStack.start()
         except ImportError as exc:
             self.view.say(f"vaultdb demo: error: {exc}")
             self.view.say("hint: install the demo extra: pip install 'vaultdb-creds[demo]'")
+            self._stop_cluster()
             return None
         except Exception as exc:
             self.view.say(f"vaultdb demo: error: could not start the stack: {exc}")
             self.view.say("hint: run with -v for the servers' logs")
+            self._stop_cluster()
             return None
+        if self.cluster is not None:
+            leader = self.cluster.leader()
+            self.failover.before = leader.name
+            self.view.say(f"  cluster ready in {self.cluster.started_in or 0:.1f}s: "
+                          + ", ".join(f"{n.name} {n.addr}" for n in self.cluster.nodes)
+                          + f"; leader {leader.name}; pods use the active-only balancer "
+                          f"{self.cluster.active_addr}")
         self.view.say(f"  ready in {stack.started_in or 0:.1f}s: OpenBao {stack.vault_addr}, "
                       f"PostgreSQL {stack.postgres.host}:{stack.postgres.port}/"
                       f"{stack.postgres.database}, TokenReview {stack.kube.url}")
@@ -336,6 +388,45 @@ class Demo:
             my = self.mysql.server
             self.view.say(f"  MariaDB {my.host}:{my.port}/{my.database}")
         return stack
+
+    def _start_cluster(self) -> VaultCluster:
+        import tempfile
+
+        from vaultdb.testing import VaultCluster
+
+        self.cluster = VaultCluster(Path(tempfile.mkdtemp(prefix="vaultdb-demo-cluster-")))
+        self.cluster.start()
+        return self.cluster
+
+    def _stop_cluster(self) -> None:
+        import shutil
+
+        cluster, self.cluster = self.cluster, None
+        if cluster is not None:
+            cluster.stop()
+            shutil.rmtree(cluster.workdir, ignore_errors=True)
+
+    def _ha_step(self) -> None:
+        """Kill the leader a third of the way through the run; then watch for the next one."""
+        cluster, f = self.cluster, self.failover
+        if cluster is None or self.run_started is None or f.after is not None:
+            return
+        if f.killed is None and self.run_elapsed >= self.settings.duration / 3:
+            leader = _active(cluster)
+            if leader is None:
+                return
+            f.before, f.killed = leader.name, leader
+            f.killed_at = time.monotonic()
+            self.log("vault", f"SIGKILL the leader {leader.name} ({leader.addr})")
+            cluster.kill(leader)
+        elif f.killed is not None and time.monotonic() >= f.next_poll:
+            f.next_poll = time.monotonic() + 0.25
+            leader = _active(cluster)
+            if leader is not None and leader is not f.killed:
+                f.after = leader.name
+                f.elected_in = time.monotonic() - f.killed_at
+                self.log("vault", f"{leader.name} is the new leader ({f.elected_in:.1f}s after "
+                         "the kill)")
 
     def _configure(self, stack: VaultDBStack) -> None:
         s = self.settings
@@ -388,7 +479,7 @@ class Demo:
             url = f"mysql+pymysql://{my.host}:{my.port}/{my.database}"
         return {
             **base,
-            "VAULT_ADDR": stack.vault_addr,
+            "VAULT_ADDR": self._pod_vault_addr(stack),
             "VAULTDB_MOUNT": self.settings.mount,
             "VAULTDB_ROLE": ROLE,
             "VAULTDB_AUTH_METHOD": "kubernetes",
@@ -399,6 +490,13 @@ class Demo:
             "VAULTDB_DEMO_DB_URL": url,
             "PYTHONUNBUFFERED": "1",
         }
+
+    def _pod_vault_addr(self, stack: VaultDBStack) -> str:
+        # OpenBao 2.7 refuses Kubernetes-auth logins on standby nodes (403 "permission
+        # denied") for about 30 s after auth/kubernetes/config was written, which is just
+        # before the pods start: they use the active-only Service (the Helm chart's
+        # vault-active).
+        return self.cluster.active_addr if self.cluster is not None else stack.vault_addr
 
     def _launch_pods(self, stack: VaultDBStack) -> None:
         pods_dir = stack.workdir / "pods"
@@ -531,6 +629,7 @@ class Demo:
             if now >= next_render:
                 self.view.render(self)
                 next_render = now + RENDER_EVERY
+            self._ha_step()
 
     def _run_phase(self) -> None:
         self.phase = "pods starting"
@@ -588,7 +687,9 @@ class Demo:
             failed_queries=sum(int(s.get("failed") or 0) for s in stats),
             queries=sum(int(s.get("queries") or 0) for s in stats),
             crashed=sum(p.state == "crashed" or p.fatal is not None for p in self.pods),
-            leftover_users=leftover, leftover_leases=leases)
+            leftover_users=leftover, leftover_leases=leases,
+            leader_before=self.failover.before, leader_after=self.failover.after,
+            failed_over=not self.settings.ha or self.failover.after is not None)
 
     def _print_summary(self, s: Summary) -> None:
         say = self.view.say
@@ -596,6 +697,16 @@ class Demo:
         say(f"Summary: issued {s.issued}, renewed {s.renewed}, rotated {s.rotated}, "
             f"revoked {s.revoked}, leaked {s.leaked}, failed queries {s.failed_queries} "
             f"({s.queries} queries by {len(self.pods)} pod(s) in {self.run_elapsed:.0f}s)")
+        if self.settings.ha:
+            f = self.failover
+            if f.after is not None:
+                say(f"Vault leader: {s.leader_before} before, {s.leader_after} after the "
+                    f"SIGKILL (new leader elected in {f.elected_in:.1f}s)")
+            else:
+                say(f"Vault leader: {s.leader_before}; "
+                    + ("no new leader was seen after the SIGKILL" if f.killed is not None
+                       else "the run ended before the leader was killed (use a longer "
+                       "--duration)"))
         if s.leftover_users:
             say(f"  still in {self.users_table}: {', '.join(s.leftover_users)}")
         if s.leftover_leases:

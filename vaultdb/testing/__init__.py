@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._baoproxy import BaoProxy
     from ._certs import CertificateAuthority
+    from ._cluster import ClusterError, ClusterNode, VaultCluster
     from ._faultproxy import FaultProxy
     from ._helpers import (
         assert_retired_users_gone,
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
         wait_for,
     )
     from ._kubernetes import KubernetesStandIn
+    from ._lb import RoundRobinBalancer
     from ._mysql import (
         MYSQL_POLICY,
         MariaDBServer,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         APP_POLICY,
         APP_POLICY_HCL,
         VaultDBStack,
+        VaultEndpoint,
         default_creation_statements,
         default_revocation_statements,
     )
@@ -46,6 +49,8 @@ __all__ = [
     "MYSQL_POLICY",
     "BaoProxy",
     "CertificateAuthority",
+    "ClusterError",
+    "ClusterNode",
     "ConnInfo",
     "FaultProxy",
     "KubernetesStandIn",
@@ -54,7 +59,10 @@ __all__ = [
     "OpenBaoServer",
     "PostgresServer",
     "RedisServer",
+    "RoundRobinBalancer",
+    "VaultCluster",
     "VaultDBStack",
+    "VaultEndpoint",
     "VaultRedis",
     "assert_retired_users_gone",
     "database_users_of_role",
@@ -74,6 +82,11 @@ _LOCATIONS = {
     "VaultDBStack": "._stack",
     "BaoProxy": "._baoproxy",
     "CertificateAuthority": "._certs",
+    "VaultEndpoint": "._stack",
+    "ClusterError": "._cluster",
+    "ClusterNode": "._cluster",
+    "VaultCluster": "._cluster",
+    "RoundRobinBalancer": "._lb",
     "ConnInfo": "._postgres",
     "PostgresServer": "._postgres",
     "OpenBaoServer": "._openbao",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._kubernetes import KubernetesStandIn
 from ._openbao import OpenBaoServer
@@ -29,10 +29,13 @@ from ._procs import Watchdog
 if TYPE_CHECKING:
     import hvac
 
+    from ._cluster import VaultCluster
+
 __all__ = [
     "APP_POLICY",
     "APP_POLICY_HCL",
     "VaultDBStack",
+    "VaultEndpoint",
     "default_creation_statements",
     "default_revocation_statements",
 ]
@@ -92,6 +95,25 @@ def default_revocation_statements(database: str = "app") -> list[str]:
     ]
 
 
+class VaultEndpoint(Protocol):
+    """What a stack needs of its Vault: an address, a root token and a client.
+
+    :class:`~vaultdb.testing.OpenBaoServer` (one dev server) and
+    :class:`~vaultdb.testing.VaultCluster` (a Raft cluster) both are one.
+    """
+
+    @property
+    def addr(self) -> str: ...
+
+    @property
+    def root_token(self) -> str: ...
+
+    @property
+    def ca_cert(self) -> Path | None: ...
+
+    def client(self, token: str | None = None, *, timeout: float = 10) -> hvac.Client: ...
+
+
 _MOUNT_DB = "database"
 _MOUNT_K8S = "kubernetes"
 _MOUNT_JWT = "jwt"
@@ -114,10 +136,22 @@ class VaultDBStack:
     Use :meth:`start` (or the ``vaultdb_stack`` pytest fixture). Every ``create_*``/
     ``write_policy`` call is remembered so :meth:`restart_vault` can rebuild the same
     configuration on a fresh, empty server -- what a persistent Vault would have kept.
+
+    Any part can be given instead of started: ``vault`` (any :class:`VaultEndpoint`, e.g. a
+    running :class:`~vaultdb.testing.VaultCluster`), ``postgres`` and ``kube`` (running
+    servers, typically another stack's, so two stacks share one PostgreSQL). Given parts are
+    configured but never started or stopped by this stack.
     """
 
-    def __init__(self, workdir: str | os.PathLike[str] | None = None, *,
-                 tls: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        tls: bool = False,
+        vault: VaultEndpoint | None = None,
+        postgres: PostgresServer | None = None,
+        kube: KubernetesStandIn | None = None,
+    ) -> None:
         self._owns_workdir = workdir is None
         self.workdir = Path(
             tempfile.mkdtemp(prefix="vaultdb-stack-") if workdir is None else workdir
@@ -129,18 +163,28 @@ class VaultDBStack:
         self._watchdog = Watchdog()
         if self._owns_workdir:
             self._watchdog.watch_dir(self.workdir)  # temp dir: gone even after a crash
-        self.kube = KubernetesStandIn(self.workdir / "kubernetes")
+        self._owned = {"vault": vault is None, "postgres": postgres is None,
+                       "kube": kube is None}
+        self.kube = kube or KubernetesStandIn(self.workdir / "kubernetes")
         #: With ``tls``, OpenBao serves https (``-dev-tls``) and the ``cert`` auth method is on.
         self.tls = tls
-        self.vault = OpenBaoServer(self.workdir / "openbao", watchdog=self._watchdog, tls=tls)
-        self.postgres = PostgresServer(self.workdir, watchdog=self._watchdog)
+        self.vault: VaultEndpoint = vault or OpenBaoServer(self.workdir / "openbao",
+                                                           watchdog=self._watchdog, tls=tls)
+        self.postgres = postgres or PostgresServer(self.workdir, watchdog=self._watchdog)
         self.started_in: float | None = None
 
     @classmethod
-    def start(cls, workdir: str | os.PathLike[str] | None = None, *,
-              tls: bool = False) -> VaultDBStack:
-        """Start all three servers and configure Vault; cleans up if anything fails."""
-        stack = cls(workdir, tls=tls)
+    def start(
+        cls,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        tls: bool = False,
+        vault: VaultEndpoint | None = None,
+        postgres: PostgresServer | None = None,
+        kube: KubernetesStandIn | None = None,
+    ) -> VaultDBStack:
+        """Start the servers not given and configure Vault; cleans up if anything fails."""
+        stack = cls(workdir, tls=tls, vault=vault, postgres=postgres, kube=kube)
         atexit.register(stack.close)
         try:
             stack._start()
@@ -151,10 +195,16 @@ class VaultDBStack:
 
     def _start(self) -> None:
         began = time.monotonic()
-        self.kube.start()
+        if self._owned["kube"]:
+            self.kube.start()
         # OpenBao and initdb+PostgreSQL are independent; overlapping them halves start-up.
+        starts: list[Callable[[], None]] = []
+        if isinstance(self.vault, OpenBaoServer) and self._owned["vault"]:
+            starts.append(self.vault.start)
+        if self._owned["postgres"]:
+            starts.append(self.postgres.start)
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="vaultdb-start") as ex:
-            futures = [ex.submit(self.vault.start), ex.submit(self.postgres.start)]
+            futures = [ex.submit(start) for start in starts]
             for fut in futures:
                 fut.result()
         self._configure()
@@ -186,7 +236,14 @@ class VaultDBStack:
                 return
             self._closed = True
         atexit.unregister(self.close)
-        for step in (self.vault.stop, self.postgres.cleanup, self.kube.stop, self._watchdog.close):
+        steps: list[Callable[[], None]] = []
+        if isinstance(self.vault, OpenBaoServer) and self._owned["vault"]:
+            steps.append(self.vault.stop)
+        if self._owned["postgres"]:
+            steps.append(self.postgres.cleanup)
+        if self._owned["kube"]:
+            steps.append(self.kube.stop)
+        for step in (*steps, self._watchdog.close):
             try:
                 step()
             except Exception:
@@ -203,6 +260,16 @@ class VaultDBStack:
     @property
     def root_token(self) -> str:
         return self.vault.root_token
+
+    @property
+    def cluster(self) -> VaultCluster:
+        """The :class:`~vaultdb.testing.VaultCluster` this stack runs on (``TypeError`` if
+        its Vault is a single dev server)."""
+        from ._cluster import VaultCluster
+
+        if not isinstance(self.vault, VaultCluster):
+            raise TypeError("this stack runs on one OpenBao dev server, not a cluster")
+        return self.vault
 
     def root_client(self) -> hvac.Client:
         """hvac client authenticated with the root token (timeout 10 s)."""
@@ -565,13 +632,21 @@ class VaultDBStack:
 
     # ---------------------------------------------------------------- faults
 
+    def _server(self) -> OpenBaoServer:
+        if not isinstance(self.vault, OpenBaoServer):
+            raise TypeError(
+                f"this stack's Vault is a {type(self.vault).__name__}, not one dev server: "
+                "use its own fault helpers (VaultCluster.kill/pause/step_down/restart)"
+            )
+        return self.vault
+
     def pause_vault(self) -> None:
         """Freeze OpenBao (SIGSTOP): requests hang until :meth:`resume_vault`."""
-        self.vault.pause()
+        self._server().pause()
 
     def resume_vault(self) -> None:
         """Unfreeze OpenBao (SIGCONT)."""
-        self.vault.resume()
+        self._server().resume()
 
     def restart_vault(self, reconfigure: bool = True) -> None:
         """Kill OpenBao and start an empty one on the same address and root token.
@@ -580,7 +655,7 @@ class VaultDBStack:
         something revokes them). With *reconfigure*, the operator configuration and every
         role/policy created through this object are re-applied.
         """
-        self.vault.restart()
+        self._server().restart()
         if reconfigure:
             self._configure()
 

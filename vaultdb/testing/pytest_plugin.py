@@ -21,8 +21,17 @@ if TYPE_CHECKING:
     from vaultdb import CredentialProvider
     from vaultdb.testing import MySQLTarget, VaultDBStack, VaultRedis
 
-__all__ = ["vaultdb_mysql", "vaultdb_mysql_provider_factory", "vaultdb_provider_factory",
-           "vaultdb_redis", "vaultdb_role_name", "vaultdb_stack", "vaultdb_tls_stack"]
+__all__ = [
+    "vaultdb_cluster",
+    "vaultdb_cluster_session",
+    "vaultdb_mysql",
+    "vaultdb_mysql_provider_factory",
+    "vaultdb_provider_factory",
+    "vaultdb_redis",
+    "vaultdb_role_name",
+    "vaultdb_stack",
+    "vaultdb_tls_stack",
+]
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +57,41 @@ def vaultdb_tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vaul
     workdir = tmp_path_factory.mktemp("vaultdb-tls-stack")
     with VaultDBStack.start(workdir=workdir, tls=True) as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def vaultdb_cluster_session(
+    vaultdb_stack: VaultDBStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VaultDBStack]:
+    """One 3-node OpenBao Raft cluster per test session, configured like ``vaultdb_stack``.
+
+    Starting a cluster takes about 12 s (every node must become a Raft voter), so all the
+    tests of a session (of an xdist worker) share it. It shares PostgreSQL and the Kubernetes
+    stand-in with ``vaultdb_stack``. Prefer ``vaultdb_cluster``, which heals the cluster after
+    each test.
+    """
+    from vaultdb.testing import VaultCluster, VaultDBStack
+
+    workdir = tmp_path_factory.mktemp("vaultdb-cluster")
+    with VaultCluster(workdir / "nodes") as cluster:
+        cluster.start()
+        with VaultDBStack.start(workdir / "stack", vault=cluster,
+                                postgres=vaultdb_stack.postgres, kube=vaultdb_stack.kube) as stack:
+            yield stack
+
+
+@pytest.fixture
+def vaultdb_cluster(vaultdb_cluster_session: VaultDBStack) -> Iterator[VaultDBStack]:
+    """The session's cluster stack, healed after the test (every node up and voting again).
+
+    ``vaultdb_cluster.vault_addr`` is the round-robin balancer in front of every node;
+    ``vaultdb_cluster.cluster`` is the :class:`~vaultdb.testing.VaultCluster` with the fault
+    helpers (``leader()``, ``kill()``, ``pause()``, ``step_down()``, ``restart()``, ``roll()``).
+    """
+    cluster = vaultdb_cluster_session.cluster
+    cluster.wait_ready()
+    yield vaultdb_cluster_session
+    cluster.heal()
 
 
 @pytest.fixture
@@ -103,6 +147,17 @@ def vaultdb_provider_factory(
     yield make
     for provider in made:
         provider.close()
+
+
+def require_import(module: str, hint: str) -> None:
+    """Skip the test when ``module`` cannot be imported; fail instead under CI's
+    ``VAULTDB_REQUIRE_SERVERS=1`` (it installs every optional driver)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        server_unavailable(f"{module} is not installed ({hint})")
 
 
 def server_unavailable(reason: str) -> None:

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable
 
 import aiomysql
-import MySQLdb
 import pymysql
 import pytest
 import sqlalchemy
@@ -22,6 +21,8 @@ def _pymysql(**kw: object) -> None:
 
 
 def _mysqldb(**kw: object) -> None:
+    import MySQLdb
+
     kw = dict(kw)
     kw["database"] = kw.pop("database", None) or ""
     MySQLdb.connect(**kw).close()
