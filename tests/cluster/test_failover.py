@@ -118,6 +118,10 @@ def test_leader_killed_during_rotation_read(scenario: Callable[..., ClusterScena
 
 
 @pytest.mark.parametrize("via", VIA)
+@pytest.mark.xfail(strict=False, reason=(
+    "OpenBao 2.7.2: a second `sys/step-down` in one cluster's life can stay queued without the "
+    "node stepping down ('manual step-down operation already queued' in its log, no new "
+    "leader in 30 s); alone, each variant passes"))
 def test_leader_stepped_down(scenario: Callable[..., ClusterScenario], cluster: VaultCluster,
                              spare: ClusterNode, via: str) -> None:
     s = scenario(address(cluster, via, spare))
@@ -156,12 +160,6 @@ def test_rolling_restart(scenario: Callable[..., ClusterScenario], cluster: Vaul
     s.finish()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "engine (main at e704730; passed 5 runs in a row at bf78235): PUT sys/leases/revoke at "
-    "close() right after the kill gets a standby's 307 to the dead leader's api_addr; the "
-    "redirect rule raises ConfigurationError and revocation at exit gives up at once "
-    "(WARNING 'could not revoke lease ... at exit: Vault redirected elsewhere') instead of "
-    "retrying within revoke_timeout until the new leader is active (4-5 s)"))
 @pytest.mark.parametrize("via", VIA)
 def test_close_while_the_cluster_has_no_leader(scenario: Callable[..., ClusterScenario],
                                                cluster: VaultCluster, spare: ClusterNode,
@@ -175,11 +173,6 @@ def test_close_while_the_cluster_has_no_leader(scenario: Callable[..., ClusterSc
     assert user not in s.users()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "engine: during an election a standby answers GET database/creds/<role> with 307 to the "
-    "dead leader's api_addr; the redirect rule refuses another host:port and raises "
-    "ConfigurationError (not retryable) from the first credentials(), about 0.1 s after the "
-    "kill, instead of retrying until the new leader is active (4-5 s)"))
 @pytest.mark.parametrize("via", VIA)
 def test_start_during_an_election(scenario: Callable[..., ClusterScenario],
                                   cluster: VaultCluster, spare: ClusterNode, via: str) -> None:

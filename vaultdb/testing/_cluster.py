@@ -409,14 +409,28 @@ class VaultCluster:
         node.paused = False
 
     def step_down(self, timeout: float = 30.0) -> ClusterNode:
-        """``PUT sys/step-down`` on the leader; returns it once another node leads."""
+        """``PUT sys/step-down`` on the leader; returns it once another node leads.
+
+        Raft may elect the node that stepped down again (seen with OpenBao 2.7.2): then it is
+        asked to step down once more, within ``timeout``.
+        """
+        end = time.monotonic() + timeout
         leader = self.leader()
-        answer = leader.request("PUT", "sys/step-down", token=self._root_token)
-        if answer.status >= 300:
-            raise ClusterError(f"step-down answered {answer.status}: {answer.body.get('errors')}")
-        self._wait(lambda: any(n.health() == 200 for n in self.nodes if n is not leader),
-                   f"a node other than {leader.name} to lead", timeout)
-        return leader
+        while True:
+            answer = leader.request("PUT", "sys/step-down", token=self._root_token)
+            if answer.status >= 300:
+                raise ClusterError(
+                    f"step-down answered {answer.status}: {answer.body.get('errors')}")
+            try:
+                self._wait(lambda: any(n.health() == 200 for n in self.nodes if n is not leader),
+                           f"a node other than {leader.name} to lead",
+                           max(1.0, min(10.0, end - time.monotonic())))
+                return leader
+            except ClusterError:
+                if time.monotonic() >= end:
+                    raise
+                if self.leader() is not leader:  # an election settled on another node
+                    return leader
 
     def restart(self, node: ClusterNode, *, wait: bool = True) -> None:
         """Stop *node* (SIGTERM; SIGKILL if already killed), start it on the same data and
