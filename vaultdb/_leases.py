@@ -11,7 +11,10 @@ from dataclasses import dataclass
 
 from .credentials import Credentials, wall_clock
 
-__all__ = ["HeldLease", "LeaseBook"]
+__all__ = ["DEADLINE_MARGIN", "HeldLease", "LeaseBook"]
+
+#: Seconds kept in hand before a lease's or token's end (Vault's whole-second arithmetic).
+DEADLINE_MARGIN = 1.0
 
 
 @dataclass(eq=False)  # each held lease is its own thing: compared by identity
@@ -49,8 +52,14 @@ class HeldLease:
         return self.granted_at + self.granted_ttl
 
     def with_deadline(self, token_end: float | None, *, now: float, wall: float) -> Credentials:
-        """The credentials, valid until the lease ends or ``token_end``, whichever is first."""
+        """The credentials, valid until the lease ends or ``token_end``, whichever is first.
+
+        Vault counts TTLs from the whole second of its clock in which it issued them, up to a
+        second before the request was sent: the deadline keeps that second in hand (a tenth
+        of the TTL for very short ones).
+        """
         end = self.expires if token_end is None else min(self.expires, token_end)
+        end -= min(DEADLINE_MARGIN, 0.1 * self.granted_ttl)
         return self.credentials.with_deadline(end, self.granted_ttl, now=now, wall=wall)
 
     @property

@@ -516,8 +516,10 @@ class VaultClient(VaultCaller):
         """The token's TTL, renewability and policies (the default policy grants it)."""
         def lookup(end: float) -> TokenInfo:
             d = self._request("GET", "auth/token/lookup-self", token=token, deadline=end)["data"]
-            return TokenInfo(accessor=str(d.get("accessor") or ""),
-                             ttl=_seconds(d.get("ttl") or 0, "ttl"),
+            ttl = _seconds(d.get("ttl") or 0, "ttl")
+            if ttl == 0 and d.get("expire_time"):
+                ttl = 0.001  # "ttl 0" with an expiry: a token in its last second, not immortal
+            return TokenInfo(accessor=str(d.get("accessor") or ""), ttl=ttl,
                              renewable=bool(d.get("renewable")),
                              policies=tuple(d.get("policies") or ()),
                              explicit_max_ttl=float(d.get("explicit_max_ttl") or 0),

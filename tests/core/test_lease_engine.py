@@ -192,7 +192,9 @@ def test_projected_token_file_is_reread_at_each_login(make_provider, vaultdb_sta
     vaultdb_stack.write_service_account_token(token_file)
     vaultdb_stack.kube.revoke_token(original)
     wait_for(lambda: len(logins) >= 2, timeout=15)
-    assert provider.status().healthy
+    # The login event comes before the fetch under the new token: wait for that too.
+    wait_for(lambda: provider.status().healthy and provider.status().generation >= 2,
+             timeout=15)
 
 
 def test_listener_that_raises_does_not_stop_the_renewer(make_provider):

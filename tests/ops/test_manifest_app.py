@@ -186,7 +186,7 @@ def test_deployment_command_serves_probes_and_revokes_on_sigterm(
 
     status, metrics = http_get(port, "/metrics")
     assert status == 200 and isinstance(metrics, str)
-    assert 'vaultdb_generation{role="app"} 1.0' in metrics
+    assert 'vaultdb_generation{mount="database",role="app"} 1.0' in metrics
     assert "vaultdb_vault_request_duration_seconds_count" in metrics
 
     proc.send_signal(signal.SIGTERM)

@@ -61,9 +61,9 @@ _FAKE_JWT = "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDAsInN1YiI6InNpbSJ9.sig"
 
 SIM_ADDR = "http://vault.sim:8200"
 #: Most Vault requests a provider may make in any simulated minute (the storm bound).
-MAX_REQUESTS_PER_MINUTE = 150
+MAX_REQUESTS_PER_MINUTE = 200
 #: ... and in any simulated second (a tight loop, even a short one).
-MAX_REQUESTS_PER_SECOND = 12
+MAX_REQUESTS_PER_SECOND = 16
 #: Renewals per lease TTL allowed over a lifetime.
 MAX_RENEWALS_PER_TTL = 1.5
 
