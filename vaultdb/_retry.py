@@ -17,10 +17,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import tenacity
+from typing import TYPE_CHECKING
 
 from ._clock import Clock
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryPolicy"]
 
@@ -64,6 +66,9 @@ class RetryPolicy:
         Waits come from :meth:`delay` and are cut to the time left; time is ``clock``'s, so the
         simulation's virtual clock drives tenacity too.
         """
+        import tenacity  # on the first Vault call: with start(wait=False) it overlaps the app's
+        # own imports instead of adding to every interpreter start (docs/benchmarks-agent.md)
+
         draw = rng.uniform if rng is not None else random.uniform
         limit = self.attempts if attempts is None else attempts
 

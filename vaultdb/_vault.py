@@ -19,9 +19,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import errors, settings
 from ._clock import SYSTEM_CLOCK, Clock
@@ -30,6 +28,9 @@ from ._login import LoginContext
 from ._retry import RetryPolicy
 from ._secret import Secret
 from .auth import AuthMethod
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = [
     "DynamicSecret",

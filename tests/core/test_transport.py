@@ -276,8 +276,8 @@ def test_307_to_another_port_is_refused_naming_the_setting(
 def test_importing_vaultdb_does_not_import_requests_or_hvac() -> None:
     """requests alone costs more start-up time than a login and a credentials read.
 
-    tenacity, the one retry library, is imported with the Vault client (a few milliseconds,
-    measured in docs/benchmarks-agent.md).
+    tenacity, the one retry library, is imported on the first Vault call (with
+    ``start(wait=False)`` that overlaps the app's own imports; docs/benchmarks-agent.md).
     """
     code = ("import sys, vaultdb, vaultdb.integrations.sqlalchemy, vaultdb.integrations.psycopg;"
             "print(sorted(m for m in ('requests', 'hvac', 'urllib3', 'urllib.request')"
