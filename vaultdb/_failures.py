@@ -59,7 +59,7 @@ class FailureState:
         if not exc.retryable and left is not None and valid:
             # Slow down for errors that need a human (policy, config), but still try again
             # before the credentials run out: a rewritten token file must be picked up in time.
-            delay = max(delay, min(self.retry.maximum / 2, max(left / 2, 1.0)))
+            delay = max(delay, min(self.retry.maximum / 2, left / 2))
         self.retry_at = now + delay
         self.record(exc, "maintain credentials", will_retry=True)
         level = logging.WARNING if left is not None and left > delay else logging.ERROR
