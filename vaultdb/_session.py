@@ -74,7 +74,8 @@ class LoginSession:
         self.clock = _clock
         self.rng = _rng or random.Random()
         self.policy = SchedulePolicy(renew_fraction=renew_fraction, jitter=jitter)
-        self.vault = VaultClient(settings, clock=_clock, exchange=_exchange, retry=RetryPolicy())
+        self.vault = VaultClient(settings, clock=_clock, exchange=_exchange, retry=RetryPolicy(),
+                                 rng=self.rng)
         self.lock = _clock.lock()
         self._users: list[SessionUser] = []
         self._pid, self._forks = os.getpid(), _process.forks

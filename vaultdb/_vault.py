@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -379,9 +380,11 @@ class VaultCaller:
 
     def __init__(self, settings: VaultSettings, *, attempts: int | None = None,
                  clock: Clock = SYSTEM_CLOCK, exchange: Exchange | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, rng: random.Random | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        #: Draws the retry jitter (the simulation seeds it, so a lifetime replays exactly).
+        self.rng = rng
         self.retry = retry or RetryPolicy()
         if attempts is not None:
             self.retry = replace(self.retry, attempts=attempts)
@@ -466,7 +469,7 @@ class VaultCaller:
                 hint="VAULTDB_FETCH_TIMEOUT / VAULTDB_REVOKE_TIMEOUT", request_sent=False,
                 method=method, path=path)
         retrying = self.retry.retrying(clock=self.clock, deadline=end, retry_if=retry_if,
-                                       before_sleep=_log_retry, attempts=attempts)
+                                       before_sleep=_log_retry, attempts=attempts, rng=self.rng)
         return retrying(attempt)
 
 

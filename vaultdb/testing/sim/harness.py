@@ -63,7 +63,7 @@ SIM_ADDR = "http://vault.sim:8200"
 #: Most Vault requests a provider may make in any simulated minute (the storm bound).
 MAX_REQUESTS_PER_MINUTE = 200
 #: ... and in any simulated second (a tight loop, even a short one).
-MAX_REQUESTS_PER_SECOND = 16
+MAX_REQUESTS_PER_SECOND = 30
 #: Renewals per lease TTL allowed over a lifetime.
 MAX_RENEWALS_PER_TTL = 1.5
 
