@@ -118,10 +118,6 @@ def test_leader_killed_during_rotation_read(scenario: Callable[..., ClusterScena
 
 
 @pytest.mark.parametrize("via", VIA)
-@pytest.mark.xfail(strict=False, reason=(
-    "OpenBao 2.7.2: a second `sys/step-down` in one cluster's life can stay queued without the "
-    "node stepping down ('manual step-down operation already queued' in its log, no new "
-    "leader in 30 s); alone, each variant passes"))
 def test_leader_stepped_down(scenario: Callable[..., ClusterScenario], cluster: VaultCluster,
                              spare: ClusterNode, via: str) -> None:
     s = scenario(address(cluster, via, spare))

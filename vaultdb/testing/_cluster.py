@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _START_TIMEOUT = 60.0
 _READY_TIMEOUT = 90.0
+_UNSEAL_RESEND = 20.0
 _REQUEST_TIMEOUT = 30.0  # sys/init on a busy machine takes seconds (Raft bootstrap)
 
 
@@ -297,16 +298,36 @@ class VaultCluster:
             self._watchdog = None
 
     def _unseal(self, node: ClusterNode) -> None:
-        """Send the key until the node reports unsealed (a joining node may need several)."""
-        def unsealed() -> bool:
+        """Give *node* the unseal key once, then wait until it reports unsealed.
+
+        A node joining through ``retry_join`` takes the key, answers "still sealed" and
+        unseals in the background once it has joined (OpenBao's ``unsealWithRaft``). A second
+        key sent meanwhile runs that unseal a second time: the node then has two HA loops,
+        and ``sys/step-down`` on it later stays "already queued" forever (seen with OpenBao
+        2.7.2 on every joined node when the key was re-sent every 0.2 s). So the key is sent
+        again only after an answer that did not take it (an error, nothing listening), or
+        after :data:`_UNSEAL_RESEND` seconds without progress.
+        """
+        end = time.monotonic() + _START_TIMEOUT
+        while True:
             try:
                 answer = node.request("PUT", "sys/unseal", {"key": self._unseal_key},
-                                      timeout=5.0)
+                                      timeout=_UNSEAL_RESEND)
+                taken = answer.status == 200
+            except TimeoutError:
+                taken = True  # a joining node holds the answer until it has joined
             except (OSError, ValueError):
-                return False
-            return answer.status == 200 and answer.body.get("sealed") is False
-
-        self._wait(unsealed, f"{node.name} to unseal", _START_TIMEOUT, interval=0.2)
+                taken = False
+            if taken:
+                with contextlib.suppress(ClusterError):
+                    self._wait(lambda: node.health() in (200, 429), f"{node.name} to unseal",
+                               max(0.1, min(_UNSEAL_RESEND, end - time.monotonic())),
+                               interval=0.1)
+                    return
+            if time.monotonic() >= end:
+                raise ClusterError(f"timed out after {_START_TIMEOUT:.0f}s waiting for "
+                                   f"{node.name} to unseal\n{tail(node.log_path, 15)}")
+            time.sleep(0.2)
 
     # ------------------------------------------------------------------ state
 
