@@ -119,7 +119,5 @@ class LoginContext:
         vault = self._vault
         answer = http.request(method, path, token=token.reveal() if token else None, body=body,
                               deadline=end, headers=vault.headers or None)
-        index = answer.headers.get("x-vault-index")
-        if index:
-            vault.headers["X-Vault-Index"] = index
+        vault.record_index(answer.headers)
         return answer.data

@@ -8,7 +8,8 @@ then they are revoked.
 
 The session's Vault client carries Vault's consistency index (``X-Vault-Index``, see
 :class:`vaultdb._vault.VaultClient`), so a standby that has not yet caught up with this
-session's login answers 412 ("not yet", retried) instead of 403 ("no such token").
+session's login forwards the request to the leader (or answers 412/429, "not yet", retried)
+instead of 403 ("no such token").
 
 Several providers may share one session (several roles, several databases): one login, one
 token renewal stream, each lease still its own. The token is revoked when the last provider

@@ -14,6 +14,9 @@ Answers are checked: a TTL that is not a finite number of seconds in a sane rang
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import math
 import random
@@ -360,6 +363,34 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def _index_position(index: str) -> tuple[str, int] | None:
+    """``(cluster, value)`` of an OpenBao/Vault Raft index header (base64 JSON), or None."""
+    try:
+        state = json.loads(base64.b64decode(index, validate=True))
+        cluster, value = state["cluster"], state["value"]
+        if isinstance(cluster, str) and isinstance(value, (str, int)) and str(value).isdigit():
+            return cluster, int(value)
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        pass
+    return None
+
+
+def newer_index(held: str | None, seen: str) -> str:
+    """The ``X-Vault-Index`` to send next: the later of the one held and the one just seen.
+
+    Every answer carries the index of the node that gave it, and a standby that lags answers
+    with an older one than the client's last write; taking it would lose read-after-write.
+    Indexes of one cluster compare by their Raft value; anything else is opaque, and the one
+    just seen wins.
+    """
+    if not held or held == seen:
+        return seen
+    a, b = _index_position(held), _index_position(seen)
+    if a is not None and b is not None and a[0] == b[0] and a[1] > b[1]:
+        return held
+    return seen
+
+
 class _Impossible(Exception):
     """Raised while parsing an answer whose values no lease can have."""
 
@@ -367,10 +398,12 @@ class _Impossible(Exception):
 class VaultCaller:
     """How every Vault call is made: headers, deadline, classification, retries in place.
 
-    Read-after-write consistency on a cluster whose standbys serve reads: the ``X-Vault-Index``
-    of each answer is sent back with the next requests, so a node that has not yet seen this
-    client's login or lease answers 412 (retried in place) instead of 403 or "lease not
-    found". Nodes that send no index get none back.
+    Read-after-write consistency on a cluster whose standbys serve reads: the newest
+    ``X-Vault-Index`` seen is sent back with the next requests, with ``X-Vault-Inconsistent:
+    forward-active-node``, so a standby that has not yet seen this client's login or lease
+    forwards the request to the leader (OpenBao 2.7; Vault Enterprise where the server allows
+    it) instead of answering 403 or "lease not found". A node that cannot forward answers 412
+    (Vault) or 429 (OpenBao): both retried in place. Nodes that send no index get none back.
 
     Stateless about tokens: each call takes the token it runs with (a :class:`Secret`), so one
     client can serve a login session shared by several providers. ``self.token`` is the default
@@ -407,22 +440,30 @@ class VaultCaller:
         answer = self._http.request(method, path, token=secret.reveal() if secret else None,
                                     body=body, params=params, deadline=deadline,
                                     headers=self.headers or None)
-        index = answer.headers.get("x-vault-index")
-        if index:
-            self.headers["X-Vault-Index"] = index
-        self._stale_answers = 0
+        self.record_index(answer.headers)
         return answer.data
+
+    def record_index(self, answer_headers: Mapping[str, str]) -> None:
+        """Keep the newer of the index held and the one in this answer (see
+        :func:`newer_index`); send it, with the forwarding hint, from now on."""
+        self._stale_answers = 0
+        seen = answer_headers.get("x-vault-index")
+        if seen:
+            self.headers["X-Vault-Index"] = newer_index(self.headers.get("X-Vault-Index"), seen)
+            self.headers["X-Vault-Inconsistent"] = "forward-active-node"
 
     def forget_index(self) -> None:
         self.headers.pop("X-Vault-Index", None)
+        self.headers.pop("X-Vault-Inconsistent", None)
 
     def _saw_stale(self) -> None:
-        """A 412: the node has not caught up with the index we sent. Retried in place; a
-        second one in a row drops the index (a restarted dev server may never reach it)."""
+        """A 412, or a 429 to a request carrying an index: the node has not caught up with
+        the index sent and did not forward. Retried in place; a second one in a row drops the
+        index (a restarted dev server may never reach it)."""
         self._stale_answers += 1
         if self._stale_answers >= 2 and "X-Vault-Index" in self.headers:
-            logger.info("Vault answered 412 twice for the consistency index sent; going on "
-                        "without it")
+            logger.info("Vault answered %s twice for the consistency index sent; going on "
+                        "without it", "412/429")
             self.forget_index()
 
     def _deadline(self, deadline: float | None) -> float:
@@ -455,7 +496,7 @@ class VaultCaller:
                     error = classify(exc, operation=operation, method=method, path=path,
                                      hint=hint, addr=f"Vault at {self.settings.addr}")
                 outcome, status = type(error).__name__, error.status
-                if status == 412:
+                if status == 412 or (status == 429 and "X-Vault-Index" in self.headers):
                     self._saw_stale()
             finally:
                 if _request_observers:

@@ -959,7 +959,9 @@ class SimVault:
         if extra or self.config.index_header:
             headers_out = {**_JSON, **(extra or {})}
             if self.config.index_header:
-                state = json.dumps({"cluster_id": self._cluster_id, "index": self._state.index})
+                # OpenBao 2.7's format: base64 JSON, the Raft index as a decimal string.
+                state = json.dumps({"cluster": self._cluster_id,
+                                    "value": str(self._state.index)})
                 headers_out["x-vault-index"] = base64.b64encode(state.encode()).decode()
             out = headers_out
         if latency >= left:
