@@ -231,6 +231,12 @@ def _clean(errors_: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(cleaned)
 
 
+#: What Vault's database plugins say when the database itself is down or refuses Vault.
+_DATABASE_UNREACHABLE = ("failed to connect to", "dial tcp", "unable to start transaction",
+                         "error verifying connection", "password authentication failed",
+                         "access denied for user", "can't connect to mysql server")
+
+
 def _contains(vault_errors: tuple[str, ...], *needles: str) -> bool:
     text = " ".join(vault_errors).lower()
     return any(n in text for n in needles)
@@ -290,6 +296,14 @@ def classify(exc: BaseException, *, operation: str, method: str, path: str,
             return errors.VaultUnavailableError(
                 f"Vault is sealed or in standby while trying to {operation}.",
                 hint="unseal Vault or check its HA status", request_sent=True, **ctx)
+        if status >= 500 and _contains(found, *_DATABASE_UNREACHABLE):
+            # The database plugin could not reach or log in to the database: nothing a Vault
+            # operator's health check shows, so the hint names the connection to check.
+            return errors.VaultUnavailableError(
+                f"Vault could not reach the database while trying to {operation}.",
+                hint="the database connection Vault uses (`vault read <mount>/config/<name>`): "
+                "that the database is up and reachable from Vault, and that Vault's own "
+                "credentials for it still work", request_sent=True, **ctx)
         if status >= 500 or status in (412, 429):
             return errors.VaultUnavailableError(
                 f"Vault answered HTTP {status} while trying to {operation}.",

@@ -152,6 +152,24 @@ def test_sealed_vault(vaultdb_stack, vaultdb_role_name):
         vaultdb_stack.restart_vault(reconfigure=True)
 
 
+def test_database_vault_cannot_reach(vaultdb_stack, vaultdb_role_name):
+    """Vault is fine but the database behind a connection is down: the error says so and
+    names the connection to check, not Vault's health."""
+    root = vaultdb_stack.root_client()
+    root.write(f"database/config/{vaultdb_role_name}", plugin_name="postgresql-database-plugin",
+               connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:"
+               f"{_closed_port()}/app?sslmode=disable", username="vault_admin",
+               password="s3cret-admin", allowed_roles="*", verify_connection=False)
+    root.write(f"database/roles/{vaultdb_role_name}", db_name=vaultdb_role_name,
+               creation_statements=['CREATE ROLE "{{name}}" LOGIN;'], default_ttl="60s")
+    token = vaultdb_stack.create_token()
+    with provider_for(vaultdb_stack, vaultdb_role_name, auth=TokenAuth(token=token)) as p:
+        with pytest.raises(VaultUnavailableError, match="could not reach the database") as info:
+            p.credentials()
+    assert "config" in (info.value.hint or "")
+    no_secret_in(info.value, token, "s3cret-admin")
+
+
 def test_missing_vault_address(monkeypatch):
     monkeypatch.delenv("VAULT_ADDR", raising=False)
     monkeypatch.delenv("BAO_ADDR", raising=False)

@@ -75,6 +75,18 @@ def test_status_classification(status: int, messages: tuple[str, ...],
         assert error.retryable is retryable
 
 
+def test_a_database_vault_cannot_reach_is_named_as_such() -> None:
+    said = ("1 error occurred:\n\t* unable to start transaction: failed to connect to `user=x "
+            "database=app`: 127.0.0.1:1 (127.0.0.1): dial error: dial tcp 127.0.0.1:1: "
+            "connect: connection refused\n\n",)  # OpenBao 2.7.2, PostgreSQL down
+    error = kind_of(HTTPStatusError(500, said))
+    assert type(error) is errors.VaultUnavailableError and error.retryable
+    assert "could not reach the database" in str(error)
+    assert "config" in (error.hint or "")
+    plain = kind_of(HTTPStatusError(500, ("internal error",)))
+    assert "Vault's server log" in (plain.hint or "")
+
+
 def test_multierror_wrapping_is_removed() -> None:
     error = kind_of(HTTPStatusError(400, ("2 errors occurred:\n\t* a\n\t* b\n\n",)))
     assert error.vault_errors == ("a; b",)
