@@ -61,7 +61,7 @@ def create_engine(url: str | sqlalchemy.URL, *, provider: CredentialProvider,
     not set it server-side, so objects are owned by a stable role).
     """
     _refuse_creator(kwargs)
-    return attach(sqlalchemy.create_engine(url, **kwargs), provider, set_role=set_role)
+    return _attach_new(sqlalchemy.create_engine(url, **kwargs), provider, set_role)
 
 
 def create_async_engine(url: str | sqlalchemy.URL, *, provider: CredentialProvider,
@@ -70,7 +70,17 @@ def create_async_engine(url: str | sqlalchemy.URL, *, provider: CredentialProvid
     from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
     _refuse_creator(kwargs)
-    return attach(_create_async_engine(url, **kwargs), provider, set_role=set_role)
+    return _attach_new(_create_async_engine(url, **kwargs), provider, set_role)
+
+
+def _attach_new(engine: E, provider: CredentialProvider, set_role: str | None) -> E:
+    """``attach`` for an engine just built from ``url``: if the URL itself set vaultdb up
+    (``plugin=vaultdb`` or a ``+vaultdb_`` dialect), say that, not "already attached"."""
+    if getattr(_sync(engine), _ATTR, None) is not None:
+        raise ValueError("the URL already sets vaultdb up (plugin=vaultdb, a +vaultdb_ "
+                         "dialect or vaultdb_* parameters) and provider= was passed too: use "
+                         "one or the other (sqlalchemy.create_engine(url) for the URL)")
+    return attach(engine, provider, set_role=set_role)
 
 
 def attach(engine: E, provider: CredentialProvider, *, set_role: str | None = None) -> E:

@@ -247,3 +247,19 @@ def test_the_dialect_keeps_the_real_module() -> None:
     assert mine is not real and issubclass(mine, real)
     assert (mine.__module__, mine.__name__) == (real.__module__, real.__name__)
     assert (mine.name, mine.driver) == (real.name, real.driver)
+
+
+def test_a_plugin_url_and_a_provider_together_say_which_to_drop(
+        plugin_role: str, pg_url: Callable[[str], str], vaultdb_stack: VaultDBStack) -> None:
+    from vaultdb.integrations.sqlalchemy import create_engine
+
+    from vaultdb import CredentialProvider, TokenAuth
+
+    provider = CredentialProvider(plugin_role, auth=TokenAuth(token=vaultdb_stack.create_token()),
+                                  vault_addr=vaultdb_stack.vault_addr, handle_sigterm=False)
+    try:
+        with pytest.raises(ValueError, match="use one or the other"):
+            create_engine(f"{pg_url('postgresql+psycopg')}?plugin=vaultdb"
+                          f"&vaultdb_role={plugin_role}", provider=provider)
+    finally:
+        provider.close()
