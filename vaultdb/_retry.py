@@ -66,8 +66,7 @@ class RetryPolicy:
         Waits come from :meth:`delay` and are cut to the time left; time is ``clock``'s, so the
         simulation's virtual clock drives tenacity too.
         """
-        import tenacity  # on the first Vault call: with start(wait=False) it overlaps the app's
-        # own imports instead of adding to every interpreter start (docs/benchmarks-agent.md)
+        import tenacity  # on the first failed Vault call only (docs/benchmarks-agent.md)
 
         draw = rng.uniform if rng is not None else random.uniform
         limit = self.attempts if attempts is None else attempts
